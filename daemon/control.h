@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <sys/socket.h>
+#include <systemd/sd-event.h>
+
+#include "control-proto.h"
+#include "macro.h"
+
+/* The daemon's control socket: a unix stream socket speaking control-proto, with limits on
+ * message size, clients and idle time. Peers are identified by SO_PEERCRED. */
+
+#define CONTROL_MAX_CLIENTS 16
+#define CONTROL_IDLE_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define CONTROL_OUTPUT_MAX (4U * CONTROL_MESSAGE_MAX)
+
+typedef struct ControlServer ControlServer;
+typedef struct ControlClient ControlClient;
+
+/* Handles one request. Must answer with control_client_reply() or control_client_error(),
+ * now or later (the client stays referenced until then, or until it goes away). */
+typedef void (*ControlHandler)(ControlClient *c, const char *method, const cJSON *parameters, void *userdata);
+
+int control_server_new(ControlServer **ret, sd_event *event, const char *path, ControlHandler handler,
+                       void *userdata);
+ControlServer *control_server_free(ControlServer *s);
+DEFINE_CLEANUP_FUNC(ControlServer *, control_server_free);
+unsigned control_server_n_clients(const ControlServer *s);
+
+const struct ucred *control_client_peer(const ControlClient *c);
+bool control_client_privileged(const ControlClient *c);
+int control_client_reply(ControlClient *c, const cJSON *parameters);
+int control_client_error(ControlClient *c, const char *error, const char *format, ...) _printf_(3, 4);
+
+/* Before binding: 0 when path is free (a stale socket nobody answers on is removed),
+ * -EADDRINUSE when a daemon answers there, other -errno on failure. */
+int control_check_stale(const char *path);

@@ -1,0 +1,81 @@
+#!/bin/bash
+# The whole test suite: installs what it needs, builds with warnings as errors, runs the unit and
+# integration tests, `make distcheck`, and the unit + fast integration tests again under
+# AddressSanitizer and UndefinedBehaviorSanitizer. Ends with "N passed, N failed".
+#
+#   scripts/test.sh            everything (what CI runs)
+#   QUICK=1 scripts/test.sh    skip distcheck and the sanitizer run
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0
+failed=0
+failures=()
+
+log() { printf '\n==== %s\n' "$*"; }
+
+# Adds the PASS/FAIL counts of one automake test run to the totals.
+count_suite() {
+        local name=$1 file=$2 p f
+        if [ ! -f "$file" ]; then
+                failed=$((failed + 1)); failures+=("$name: no test-suite.log"); return
+        fi
+        p=$(sed -n 's/^# PASS: *//p' "$file" | head -1)
+        f=$(sed -n 's/^# FAIL: *//p' "$file" | head -1)
+        e=$(sed -n 's/^# ERROR: *//p' "$file" | head -1)
+        passed=$((passed + ${p:-0}))
+        failed=$((failed + ${f:-0} + ${e:-0}))
+        if [ "${f:-0}" != 0 ] || [ "${e:-0}" != 0 ]; then
+                failures+=("$name: see $file")
+                grep -E '^(FAIL|ERROR):' "$file" | head -20
+        fi
+}
+
+# A step that is one test of its own (builds, distcheck).
+step() {
+        local name=$1; shift
+        log "$name"
+        if "$@"; then
+                passed=$((passed + 1))
+        else
+                failed=$((failed + 1)); failures+=("$name")
+                return 1
+        fi
+}
+
+step "install dependencies" "$top/scripts/install-deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+
+build() {
+        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi || return 1
+        mkdir -p build && cd build || return 1
+        ../configure --enable-werror >/dev/null || return 1
+        make -j"$jobs" >/dev/null || make || return 1
+}
+if step "build (warnings are errors)" build; then
+        log "make check"
+        (cd build && make -j"$jobs" check >/dev/null 2>&1)
+        count_suite "make check" build/test-suite.log
+        if [ "${QUICK:-0}" != 1 ]; then
+                step "make distcheck" bash -c "cd build && make -j$jobs distcheck >distcheck.out 2>&1 || { tail -50 distcheck.out; exit 1; }"
+
+                sanitizers() {
+                        mkdir -p "$top/build-asan" && cd "$top/build-asan" || return 1
+                        "$top/configure" --enable-werror --enable-sanitizers >/dev/null || return 1
+                        make -j"$jobs" >/dev/null || return 1
+                }
+                if step "build with ASan+UBSan" sanitizers; then
+                        log "make check under ASan+UBSan"
+                        (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                                make -j"$jobs" check TESTS="\$(UNIT_TESTS) \$(FAST_INTEGRATION_TESTS)" >/dev/null 2>&1)
+                        count_suite "ASan+UBSan" build-asan/test-suite.log
+                fi
+        fi
+fi
+
+log "summary"
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
