@@ -161,7 +161,17 @@ const TaskConfig *config_find_task(const Config *c, const char *name);
 #define CONFIG_FILE_SIZE_MAX (1024U * 1024U)
 #define CONFIG_TASKS_MAX 64U
 
-/* ---- config-schema.c: the schema's value checks, pure functions shared by config.c and its tests */
+/* ---- config-schema.c: the schema, behind config_parse() */
+
+struct cJSON;
+
+/* The Config that root describes, defaults filled in (state_dir NULL: /var/lib/trainsupd). Every
+ * problem found is appended to *problems, in document order; *ret is complete only when none were.
+ * Negative errno on allocation failure. */
+int config_schema_parse(const struct cJSON *root, const char *filename, const char *state_dir, Config **ret,
+                        char ***problems);
+
+/* The value checks, pure functions (exposed for the tests). */
 
 /* A value quoted for a problem line: at most CONFIG_QUOTE_CHARS_MAX bytes of s (then "..."), with '"',
  * '\' and control characters escaped. Returns buf. */
@@ -192,9 +202,3 @@ bool config_path_is_inside(const char *path, const char *dir);
 int config_storage_url_check(const char *url, char **ret_problem);
 /* The path of a file:// URL, or NULL for other schemes. */
 const char *config_storage_url_file_path(const char *url);
-
-/* Strict RFC 8259 check of text[0..len): 0, or -EBADMSG with the offset of the first error and a
- * short description ("unexpected character 'x'", "unexpected end of input", ...). */
-int config_json_syntax_check(const char *text, size_t len, size_t *ret_offset, char *ret_desc, size_t desc_size);
-/* 1-based line and column (in characters) of offset. */
-void config_text_position(const char *text, size_t len, size_t offset, unsigned *ret_line, unsigned *ret_column);

@@ -79,7 +79,9 @@ int control_call(const char *path, const char *method, const cJSON *parameters, 
         if (r < 0)
                 return r;
         r = send_all(fd, req, len);
-        if (r < 0)
+        /* A daemon that turns us away (too many clients) answers and closes before reading:
+         * its answer is still worth reading. */
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 return r;
         r = receive_message(fd, &reply);
         if (r < 0)

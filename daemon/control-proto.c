@@ -129,16 +129,25 @@ int control_reply_parse(const char *msg, cJSON **ret_parameters, char **ret_erro
         error = cJSON_GetObjectItemCaseSensitive(root, "error");
         message = cJSON_GetObjectItemCaseSensitive(root, "message");
         params = cJSON_GetObjectItemCaseSensitive(root, "parameters");
-        *ret_error = NULL;
-        *ret_message = NULL;
-        *ret_parameters = NULL;
         if (cJSON_IsString(error)) {
-                *ret_error = strdup(error->valuestring);
-                *ret_message = cJSON_IsString(message) ? strdup(message->valuestring) : NULL;
-                return *ret_error ? 0 : -ENOMEM;
+                _cleanup_free_ char *e = strdup(error->valuestring), *m = NULL;
+
+                if (!e)
+                        return -ENOMEM;
+                if (cJSON_IsString(message)) {
+                        m = strdup(message->valuestring);
+                        if (!m)
+                                return -ENOMEM;
+                }
+                *ret_error = TAKE_PTR(e);
+                *ret_message = TAKE_PTR(m);
+                *ret_parameters = NULL;
+                return 0;
         }
         if (!cJSON_IsObject(params))
                 return -EBADMSG;
+        *ret_error = NULL;
+        *ret_message = NULL;
         *ret_parameters = cJSON_DetachItemViaPointer(root, params);
         return 0;
 }

@@ -156,8 +156,13 @@ static int control_client_read(ControlClient *c) {
         n = read(c->fd, buf, sizeof(buf));
         if (n < 0)
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-        if (n == 0)
-                return -ECONNRESET;
+        if (n == 0) {
+                /* The peer is done sending: answer what it asked, then close. */
+                c->closing = true;
+                if (c->out_len == 0)
+                        return -ECONNRESET;
+                return control_client_update_events(c);
+        }
         r = control_buffer_feed(&c->in, buf, (size_t) n);
         if (r == -EMSGSIZE) {
                 (void) control_client_error(c, CONTROL_ERROR_INVALID_REQUEST, "message larger than %u bytes",
@@ -202,7 +207,9 @@ static int control_client_on_io(sd_event_source *s, int fd, uint32_t revents, vo
                 r = control_client_read(c);
         if (r >= 0 && (revents & EPOLLOUT))
                 r = control_client_write(c);
-        if (r >= 0 && (revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
+        if (r >= 0 && (revents & EPOLLERR))
+                r = -ECONNRESET;
+        if (r >= 0 && (revents & EPOLLHUP) && !(revents & EPOLLIN) && c->out_len == 0)
                 r = -ECONNRESET;
         if (r < 0) {
                 if (r != -ECONNRESET)
@@ -251,7 +258,8 @@ static int control_client_new(ControlServer *s, int fd, size_t slot) {
 
 static int control_server_on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         ControlServer *s = userdata;
-        static const char busy[] = "{\"version\":1,\"error\":\"" CONTROL_ERROR_TOO_MANY_CLIENTS "\"}";
+        static const char busy[] = "{\"version\":1,\"error\":\"" CONTROL_ERROR_TOO_MANY_CLIENTS
+                                   "\",\"message\":\"too many clients, try again\"}";
         int cfd;
 
         cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -18,8 +18,8 @@
 typedef struct ControlServer ControlServer;
 typedef struct ControlClient ControlClient;
 
-/* Handles one request. Must answer with control_client_reply() or control_client_error(),
- * now or later (the client stays referenced until then, or until it goes away). */
+/* Handles one request. Must answer with control_client_reply() or control_client_error()
+ * before it returns: the client may go away (disconnect, idle timeout) once it has. */
 typedef void (*ControlHandler)(ControlClient *c, const char *method, const cJSON *parameters, void *userdata);
 
 int control_server_new(ControlServer **ret, sd_event *event, const char *path, ControlHandler handler,

@@ -132,8 +132,12 @@ int curl_glue_new(CurlGlue **ret, sd_event *event, CurlGlueFinished on_finished)
         g->multi = curl_multi_init();
         if (!g->multi)
                 return -ENOMEM;
-        r = sd_event_add_time_relative(event, &g->timer, CLOCK_BOOTTIME, USEC_PER_SEC, 0,
+        r = sd_event_add_time_relative(event, &g->timer, CLOCK_BOOTTIME, USEC_PER_SEC, 1,
                                        curl_glue_on_timer, g);
+        if (r < 0)
+                return r;
+        /* Accuracy 0 would mean sd-event's default slack of 250 ms on every curl timeout. */
+        r = sd_event_source_set_time_accuracy(g->timer, 1);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
@@ -158,17 +162,31 @@ sd_event *curl_glue_get_event(CurlGlue *g) {
         return g->event;
 }
 
+/* Only HTTP(S), also after redirects. The _STR options exist from libcurl 7.85. */
+static int curl_glue_restrict_protocols(CURL *c) {
+#if LIBCURL_VERSION_NUM >= 0x075500
+        if (curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK)
+                return -EIO;
+#else
+        if (curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK)
+                return -EIO;
+#endif
+        return 0;
+}
+
 int curl_glue_make(CURL **ret, const char *url, void *userdata) {
         _cleanup_(curl_easy_cleanupp) CURL *c = NULL;
 
         c = curl_easy_init();
         if (!c)
                 return -ENOMEM;
+        if (curl_glue_restrict_protocols(c) < 0)
+                return -EIO;
         if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_PRIVATE, userdata) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L) != CURLE_OK ||

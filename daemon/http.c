@@ -32,6 +32,7 @@ struct HttpRequest {
         unsigned attempt;
         bool running;
         bool in_multi;
+        bool started_once;
 
         /* the answer of the current attempt */
         long status;
@@ -361,10 +362,13 @@ int http_request_start(HttpRequest *req, HttpRequestDone done, void *userdata) {
 
         if (req->running)
                 return -EBUSY;
-        /* "Expect:" stops curl from waiting for 100-continue on larger bodies. */
-        r = http_request_add_header(req, "Expect:");
-        if (r < 0)
-                return r;
+        if (!req->started_once) {
+                /* "Expect:" stops curl from waiting for 100-continue on larger bodies. */
+                r = http_request_add_header(req, "Expect:");
+                if (r < 0)
+                        return r;
+                req->started_once = true;
+        }
         if (curl_easy_setopt(req->curl, CURLOPT_HTTPHEADER, req->headers) != CURLE_OK)
                 return -EIO;
         r = http_request_setup_method(req);
@@ -426,7 +430,7 @@ static bool http_request_schedule_retry(HttpRequest *req, int error) {
         now = now_usec(CLOCK_BOOTTIME);
         if (req->deadline != USEC_INFINITY && now + delay >= req->deadline)
                 return false;
-        if (sd_event_add_time_relative(curl_glue_get_event(req->glue), &req->retry_timer, CLOCK_BOOTTIME, delay, 0,
+        if (sd_event_add_time_relative(curl_glue_get_event(req->glue), &req->retry_timer, CLOCK_BOOTTIME, delay, USEC_PER_MSEC,
                                        http_on_retry_timer, req) < 0)
                 return false;
         (void) sd_event_source_set_description(req->retry_timer, "http-retry");

@@ -25,15 +25,15 @@ export TRAINSUPD_STATE_DIR=$tmp/state TRAINSUPD_CONTROL=$tmp/control
 pid=$!
 for _ in $(seq 100); do [ -S "$tmp/control" ] && break; sleep 0.05; done
 
-clk=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+cpu_ns() { awk '{print $1}' "/proc/$pid/schedstat"; }   # time on a CPU, in ns
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup"; }
 
-c0=$(cpu); t0=$(date +%s.%N)
+c0=$(cpu_ns); t0=$(date +%s.%N)
 sleep "$secs"
 "$bin" status --json >/dev/null   # still answering
-c1=$(cpu); t1=$(date +%s.%N)
+c1=$(cpu_ns); t1=$(date +%s.%N)
 
 mkdir -p "$top/tests/bench/results"
 out=$top/tests/bench/results/idle.txt
@@ -42,7 +42,7 @@ out=$top/tests/bench/results/idle.txt
         echo "window_s=$secs"
         echo "rss_kb=$(rss_kb)"
         echo "rss_peak_kb=$(hwm_kb)"
-        echo "cpu_ticks=$((c1 - c0)) (CLK_TCK=$clk)"
-        awk -v c=$((c1 - c0)) -v k="$clk" -v a="$t0" -v b="$t1" \
-                'BEGIN { printf "cpu_percent=%.4f\n", 100 * (c / k) / (b - a) }'
+        echo "pss_kb=$(pss_kb)"
+        awk -v c=$((c1 - c0)) -v a="$t0" -v b="$t1" \
+                'BEGIN { printf "cpu_ms=%.3f\ncpu_percent=%.5f\n", c / 1e6, 100 * (c / 1e9) / (b - a) }'
 } | tee "$out"

@@ -8,7 +8,7 @@ static void test_framing_split_and_partial(void **state) {
         _cleanup_free_ char *m1 = NULL, *m2 = NULL, *m3 = NULL;
         char *none = NULL;
 
-        assert_int_equal(control_buffer_feed(&b, "{\"a\":1}\0{\"b\"", 13), 0);
+        assert_int_equal(control_buffer_feed(&b, "{\"a\":1}\0{\"b\"", 12), 0);
         assert_int_equal(control_buffer_next(&b, &m1), 1);
         assert_string_equal(m1, "{\"a\":1}");
         assert_int_equal(control_buffer_next(&b, &none), 0);
