@@ -47,12 +47,12 @@ step() {
 
 step "install dependencies" "$top/scripts/install-deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
 
-build() {
-        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi || return 1
-        mkdir -p build && cd build || return 1
-        ../configure --enable-werror >/dev/null || return 1
-        make -j"$jobs" >/dev/null || make || return 1
-}
+build() (
+        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi || exit 1
+        mkdir -p build && cd build || exit 1
+        ../configure --enable-werror >/dev/null || exit 1
+        make -j"$jobs" >/dev/null || make || exit 1
+)
 if step "build (warnings are errors)" build; then
         log "make check"
         (cd build && make -j"$jobs" check >/dev/null 2>&1)
@@ -60,11 +60,11 @@ if step "build (warnings are errors)" build; then
         if [ "${QUICK:-0}" != 1 ]; then
                 step "make distcheck" bash -c "cd build && make -j$jobs distcheck >distcheck.out 2>&1 || { tail -50 distcheck.out; exit 1; }"
 
-                sanitizers() {
-                        mkdir -p "$top/build-asan" && cd "$top/build-asan" || return 1
-                        "$top/configure" --enable-werror --enable-sanitizers >/dev/null || return 1
-                        make -j"$jobs" >/dev/null || return 1
-                }
+                sanitizers() (
+                        mkdir -p "$top/build-asan" && cd "$top/build-asan" || exit 1
+                        "$top/configure" --enable-werror --enable-sanitizers >/dev/null || exit 1
+                        make -j"$jobs" >/dev/null || exit 1
+                )
                 if step "build with ASan+UBSan" sanitizers; then
                         log "make check under ASan+UBSan"
                         (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
