@@ -30,6 +30,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         control_server_free(m->control);
+        cloud_watch_free(m->cloud);
         curl_glue_free(m->glue);
         sd_event_unref(m->event);
         config_free(m->config);
@@ -100,6 +101,12 @@ void manager_set_phase(Manager *m, Phase p) {
 }
 
 cJSON *manager_status_json(Manager *m) {
+        const NoticeInfo notice = {
+                .kind = m->has_notice ? notice_kind_to_string(m->notice.kind) : NULL,
+                .imminent = m->notice.imminent,
+                .received_at = m->notice.received_at,
+                .deadline = m->notice.deadline,
+        };
         StatusView v = {
                 .job_id = m->config->job_id,
                 .provider = cloud_provider_to_string(m->provider),
@@ -107,9 +114,59 @@ cJSON *manager_status_json(Manager *m) {
                 .dry_run = m->dry_run,
                 .tasks = m->tasks,
                 .n_tasks = m->config->n_tasks,
+                .notice = notice,
         };
 
         return status_to_json(&v);
+}
+
+/* Imminent before advisory, then the earliest deadline, then the newest. */
+static bool notice_more_pressing(const Notice *a, const Notice *b) {
+        if (a->imminent != b->imminent)
+                return a->imminent;
+        if (a->deadline != b->deadline)
+                return a->deadline < b->deadline;
+        return a->received_at > b->received_at;
+}
+
+static void manager_pick_notice(Manager *m) {
+        const Notice *best = NULL;
+
+        for (size_t i = 0; i < m->cloud->n_known; i++)
+                if (!best || notice_more_pressing(&m->cloud->known[i], best))
+                        best = &m->cloud->known[i];
+        if (best) {
+                m->notice = *best;
+                m->has_notice = true;
+        } else if (!m->notice.imminent)
+                /* A withdrawn advisory leaves status; an imminent notice stays: it is why the
+                 * job is being drained. */
+                m->has_notice = false;
+}
+
+static void manager_on_notice(CloudWatch *w, const Notice *n, bool gone, void *userdata) {
+        Manager *m = userdata;
+
+        /* The lifecycle (checkpoint, upload, stop) hangs off here; for now status shows it. */
+        manager_pick_notice(m);
+        if (!gone)
+                (void) sd_notifyf(false, "STATUS=%s notice from %s (%s)", notice_kind_to_string(n->kind),
+                                  cloud_watch_name(w), n->imminent ? "imminent" : "advisory");
+}
+
+static int manager_start_cloud(Manager *m) {
+        int r;
+
+        if (m->provider == CLOUD_PROVIDER_NONE || m->provider == CLOUD_PROVIDER_AUTO)
+                return 0;
+        r = cloud_watch_new(&m->cloud, m->provider, m->event, m->glue, m->config->cloud_metadata_url,
+                            (usec_t) m->config->cloud_poll_ms * USEC_PER_MSEC, manager_on_notice, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the %s metadata watch: %m", cloud_provider_to_string(m->provider));
+        r = cloud_watch_start(m->cloud);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start watching %s metadata: %m", cloud_provider_to_string(m->provider));
+        return 0;
 }
 
 static void manager_on_control(ControlClient *c, const char *method, const cJSON *parameters, void *userdata) {
@@ -184,6 +241,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = manager_bind_control(m);
+        if (r < 0)
+                return r;
+        r = manager_start_cloud(m);
         if (r < 0)
                 return r;
         log_event_fields(EVENT_STARTED,

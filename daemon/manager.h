@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "cloud.h"
 #include "config.h"
 #include "control.h"
 #include "curl-glue.h"
@@ -24,11 +25,15 @@ typedef struct Manager {
         CurlGlue *glue;
         Config *config;
         ControlServer *control;
+        CloudWatch *cloud;      /* NULL with provider "none" */
 
         char *state_dir;
         char *control_path;
         bool dry_run;
         CloudProvider provider;
+
+        Notice notice;          /* the most pressing notice now visible, for status */
+        bool has_notice;
 
         Phase phase;
         TaskStatus *tasks;      /* one per config task; names borrowed from the config */

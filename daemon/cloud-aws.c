@@ -1,0 +1,1236 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "cloud-aws.h"
+#include "json-util.h"
+#include "log.h"
+
+/* ---------------------------------------------------------------- JSON helpers */
+
+/* Exactly one JSON value (trailing whitespace allowed, NUL bytes not). */
+static int json_parse_body(const char *body, size_t len, cJSON **ret) {
+        const char *end = NULL;
+        cJSON *j;
+
+        if (!body || len == 0 || memchr(body, 0, len))
+                return -EBADMSG;
+        j = cJSON_ParseWithLengthOpts(body, len, &end, false);
+        if (!j)
+                return -EBADMSG;
+        for (; end && end < body + len; end++)
+                if (!isspace((unsigned char) *end)) {
+                        cJSON_Delete(j);
+                        return -EBADMSG;
+                }
+        *ret = j;
+        return 0;
+}
+
+/* 0 and a borrowed string, -ENOENT when absent or null, -EBADMSG for another type. */
+static int json_string_member(const cJSON *o, const char *key, const char **ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        if (!v || cJSON_IsNull(v))
+                return -ENOENT;
+        if (!cJSON_IsString(v) || !v->valuestring)
+                return -EBADMSG;
+        *ret = v->valuestring;
+        return 0;
+}
+
+static int json_required_string(const cJSON *o, const char *key, const char **ret) {
+        int r = json_string_member(o, key, ret);
+
+        return r == -ENOENT ? -EBADMSG : r;
+}
+
+/* Overwrites every string in the tree before freeing it: for bodies with secrets. */
+static void json_wipe(cJSON *j) {
+        for (; j; j = j->next) {
+                if (j->valuestring)
+                        explicit_bzero(j->valuestring, strlen(j->valuestring));
+                json_wipe(j->child);
+        }
+}
+
+static void json_wipe_and_deletep(cJSON **j) {
+        if (*j) {
+                json_wipe(*j);
+                cJSON_Delete(*j);
+                *j = NULL;
+        }
+}
+
+static int copy_limited(char *dst, size_t size, const char *src) {
+        size_t n = strlen(src);
+
+        if (n >= size)
+                return -EFBIG;
+        memcpy(dst, src, n + 1);
+        return 0;
+}
+
+static bool string_all(const char *s, const char *allowed_punct, bool lower_only) {
+        if (isempty(s))
+                return false;
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+
+                if (c >= 0x80 || !(isdigit(c) || islower(c) || (!lower_only && isupper(c)) ||
+                                   (c && strchr(allowed_punct, c))))
+                        return false;
+        }
+        return true;
+}
+
+/* Printable ASCII, no spaces: what may go into a header or a notice id. */
+static bool string_is_token(const char *s, size_t n) {
+        if (n == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f)
+                        return false;
+        return true;
+}
+
+static int parse_iso_time(const char *s, usec_t *ret) {
+        if (strlen(s) > AWS_TIME_STRING_MAX)
+                return -EFBIG;
+        return parse_rfc3339(s, ret) < 0 ? -EBADMSG : 0;
+}
+
+/* Scheduled-event times: "21 Jan 2019 09:00:43 GMT"; RFC 3339 too; blank = none. */
+static int parse_event_time(const char *s, usec_t *ret) {
+        if (isempty(s)) {
+                *ret = USEC_INFINITY;
+                return 0;
+        }
+        if (strlen(s) > AWS_TIME_STRING_MAX)
+                return -EFBIG;
+        if (parse_http_date(s, ret) >= 0 || parse_rfc3339(s, ret) >= 0)
+                return 0;
+        return -EBADMSG;
+}
+
+/* ---------------------------------------------------------------- AWS parsers */
+
+static const char *const aws_spot_action_table[_AWS_SPOT_ACTION_MAX] = {
+        [AWS_SPOT_TERMINATE] = "terminate",
+        [AWS_SPOT_STOP] = "stop",
+        [AWS_SPOT_HIBERNATE] = "hibernate",
+        [AWS_SPOT_OTHER] = "other",
+};
+
+const char *aws_spot_action_to_string(AwsSpotAction a) {
+        return a >= 0 && a < _AWS_SPOT_ACTION_MAX ? aws_spot_action_table[a] : NULL;
+}
+
+AwsSpotAction aws_spot_action_from_string(const char *s) {
+        for (AwsSpotAction a = 0; s && a < _AWS_SPOT_ACTION_MAX; a++)
+                if (streq(aws_spot_action_table[a], s))
+                        return a;
+        return _AWS_SPOT_ACTION_INVALID;
+}
+
+int aws_parse_instance_action(const char *body, size_t len, AwsInstanceAction *ret) {
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        AwsInstanceAction a = {};
+        const char *action, *time;
+        int r;
+
+        r = json_parse_body(body, len, &j);
+        if (r < 0)
+                return r;
+        if (!cJSON_IsObject(j))
+                return -EBADMSG;
+        r = json_required_string(j, "action", &action);
+        if (r < 0)
+                return r;
+        r = json_required_string(j, "time", &time);
+        if (r < 0)
+                return r;
+        r = copy_limited(a.action_name, sizeof(a.action_name), action);
+        if (r < 0)
+                return r;
+        if (!string_all(action, "-_", false))
+                return -EBADMSG;
+        a.action = aws_spot_action_from_string(action);
+        if (a.action < 0)
+                a.action = AWS_SPOT_OTHER;
+        r = parse_iso_time(time, &a.time);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
+int aws_parse_rebalance(const char *body, size_t len, usec_t *ret_notice_time) {
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        const char *s;
+        usec_t t;
+        int r;
+
+        r = json_parse_body(body, len, &j);
+        if (r < 0)
+                return r;
+        if (!cJSON_IsObject(j))
+                return -EBADMSG;
+        r = json_required_string(j, "noticeTime", &s);
+        if (r < 0)
+                return r;
+        r = parse_iso_time(s, &t);
+        if (r < 0)
+                return r;
+        *ret_notice_time = t;
+        return 0;
+}
+
+static AwsEventState aws_event_state_from_string(const char *s) {
+        if (strcasecmp(s, "active") == 0)
+                return AWS_EVENT_ACTIVE;
+        if (strcasecmp(s, "completed") == 0)
+                return AWS_EVENT_COMPLETED;
+        if (strcasecmp(s, "canceled") == 0 || strcasecmp(s, "cancelled") == 0)
+                return AWS_EVENT_CANCELED;
+        return AWS_EVENT_OTHER;
+}
+
+static int json_event_time(const cJSON *o, const char *key, usec_t *ret) {
+        const char *s;
+        int r;
+
+        r = json_string_member(o, key, &s);
+        if (r == -ENOENT) {
+                *ret = USEC_INFINITY;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        return parse_event_time(s, ret);
+}
+
+static int aws_parse_scheduled_event(const cJSON *o, AwsScheduledEvent *ret) {
+        AwsScheduledEvent e = {};
+        const char *s;
+        int r;
+
+        if (!cJSON_IsObject(o))
+                return -EBADMSG;
+        r = json_required_string(o, "EventId", &s);
+        if (r < 0)
+                return r;
+        r = copy_limited(e.event_id, sizeof(e.event_id), s);
+        if (r < 0)
+                return r;
+        if (!string_is_token(s, strlen(s)))
+                return -EBADMSG;
+        r = json_required_string(o, "State", &s);
+        if (r < 0)
+                return r;
+        e.state = aws_event_state_from_string(s);
+        r = json_string_member(o, "Code", &s);
+        if (r >= 0)
+                r = copy_limited(e.code, sizeof(e.code), s);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = json_string_member(o, "Description", &s);
+        if (r >= 0)
+                notice_set_string(e.description, sizeof(e.description), s);
+        else if (r != -ENOENT)
+                return r;
+        r = json_event_time(o, "NotBefore", &e.not_before);
+        if (r >= 0)
+                r = json_event_time(o, "NotAfter", &e.not_after);
+        if (r >= 0)
+                r = json_event_time(o, "NotBeforeDeadline", &e.not_before_deadline);
+        if (r < 0)
+                return r;
+        *ret = e;
+        return 0;
+}
+
+int aws_parse_scheduled_events(const char *body, size_t len, AwsScheduledEvent *events, size_t max) {
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        _cleanup_free_ AwsScheduledEvent *tmp = NULL;
+        const cJSON *o;
+        size_t n = 0;
+        int r;
+
+        r = json_parse_body(body, len, &j);
+        if (r < 0)
+                return r;
+        if (!cJSON_IsArray(j))
+                return -EBADMSG;
+        if ((size_t) cJSON_GetArraySize(j) > max)
+                return -EFBIG;
+        if (max > 0) {
+                tmp = calloc(max, sizeof(AwsScheduledEvent));
+                if (!tmp)
+                        return -ENOMEM;
+        }
+        cJSON_ArrayForEach(o, j) {
+                r = aws_parse_scheduled_event(o, &tmp[n]);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (n > 0)
+                memcpy(events, tmp, n * sizeof(AwsScheduledEvent));
+        return (int) n;
+}
+
+int aws_parse_identity(const char *body, size_t len, AwsIdentity *ret) {
+        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
+        AwsIdentity id = {};
+        const char *s;
+        int r;
+
+        r = json_parse_body(body, len, &j);
+        if (r < 0)
+                return r;
+        if (!cJSON_IsObject(j))
+                return -EBADMSG;
+        r = json_required_string(j, "region", &s);
+        if (r >= 0)
+                r = copy_limited(id.region, sizeof(id.region), s);
+        if (r < 0)
+                return r;
+        if (!string_all(s, "-", true))
+                return -EBADMSG;
+        r = json_required_string(j, "instanceId", &s);
+        if (r >= 0)
+                r = copy_limited(id.instance_id, sizeof(id.instance_id), s);
+        if (r < 0)
+                return r;
+        if (!string_all(s, "-", true))
+                return -EBADMSG;
+        r = json_string_member(j, "availabilityZone", &s);
+        if (r >= 0)
+                r = copy_limited(id.availability_zone, sizeof(id.availability_zone), s);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = json_string_member(j, "accountId", &s);
+        if (r >= 0)
+                r = copy_limited(id.account_id, sizeof(id.account_id), s);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        *ret = id;
+        return 0;
+}
+
+void aws_credentials_done(AwsCredentials *c) {
+        char **f[] = { &c->access_key_id, &c->secret_access_key, &c->token };
+
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                if (*f[i]) {
+                        explicit_bzero(*f[i], strlen(*f[i]));
+                        *f[i] = mfree(*f[i]);
+                }
+        c->expiration = USEC_INFINITY;
+}
+
+int aws_parse_role_list(const char *body, size_t len, char **ret_role) {
+        size_t i = 0, start, end;
+        char *role;
+
+        while (i < len && isspace((unsigned char) body[i]))
+                i++;
+        if (i == len)
+                return -ENOENT;
+        start = i;
+        while (i < len && body[i] != '\n' && body[i] != '\r')
+                i++;
+        end = i;
+        while (end > start && isspace((unsigned char) body[end - 1]))
+                end--;
+        /* IAM role names: 1..64 of [A-Za-z0-9+=,.@_-]; the name goes into a path. */
+        if (end - start > 64)
+                return -EBADMSG;
+        for (i = start; i < end; i++) {
+                unsigned char c = (unsigned char) body[i];
+
+                if (c >= 0x80 || c == 0 || !(isalnum(c) || strchr("+=,.@_-", c)))
+                        return -EBADMSG;
+        }
+        role = strndup(body + start, end - start);
+        if (!role)
+                return -ENOMEM;
+        *ret_role = role;
+        return 0;
+}
+
+static int credentials_string(const cJSON *j, const char *key, bool required, size_t max, char **ret) {
+        const char *s;
+        int r;
+
+        r = json_string_member(j, key, &s);
+        if (r == -ENOENT && !required) {
+                *ret = NULL;
+                return 0;
+        }
+        if (r < 0)
+                return r == -ENOENT ? -EBADMSG : r;
+        if (strlen(s) > max)
+                return -EFBIG;
+        if (isempty(s)) {
+                if (required)
+                        return -EBADMSG;
+                *ret = NULL;
+                return 0;
+        }
+        if (!string_is_token(s, strlen(s)))
+                return -EBADMSG;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int aws_parse_credentials(const char *body, size_t len, AwsCredentials *ret) {
+        _cleanup_(json_wipe_and_deletep) cJSON *j = NULL;
+        _cleanup_(aws_credentials_done) AwsCredentials c = { .expiration = USEC_INFINITY };
+        const char *s;
+        int r;
+
+        r = json_parse_body(body, len, &j);
+        if (r < 0)
+                return r;
+        if (!cJSON_IsObject(j))
+                return -EBADMSG;
+        r = json_string_member(j, "Code", &s);
+        if (r >= 0 && !streq(s, "Success"))
+                return -ENOKEY;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = credentials_string(j, "AccessKeyId", true, 128, &c.access_key_id);
+        if (r >= 0)
+                r = credentials_string(j, "SecretAccessKey", true, 256, &c.secret_access_key);
+        if (r >= 0)
+                r = credentials_string(j, "Token", false, 16384, &c.token);
+        if (r < 0)
+                return r;
+        r = json_string_member(j, "Expiration", &s);
+        if (r >= 0)
+                r = parse_iso_time(s, &c.expiration);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        *ret = c;
+        c = (AwsCredentials) {};
+        return 0;
+}
+
+/* ---------------------------------------------------------------- notices */
+
+void aws_instance_action_to_notice(const AwsInstanceAction *a, Notice *ret) {
+        *ret = (Notice) { .provider = CLOUD_PROVIDER_AWS, .kind = NOTICE_SPOT_INTERRUPTION, .deadline = a->time,
+                          .imminent = true };
+        notice_set_string(ret->id, sizeof(ret->id), AWS_SPOT_NOTICE_ID);
+        snprintf(ret->summary, sizeof(ret->summary), "spot instance-action %s", a->action_name);
+}
+
+void aws_rebalance_to_notice(usec_t notice_time, Notice *ret) {
+        char when[RFC3339_MAX];
+
+        *ret = (Notice) { .provider = CLOUD_PROVIDER_AWS, .kind = NOTICE_REBALANCE, .deadline = USEC_INFINITY };
+        notice_set_string(ret->id, sizeof(ret->id), AWS_REBALANCE_NOTICE_ID);
+        snprintf(ret->summary, sizeof(ret->summary), "rebalance recommendation issued %s",
+                 format_rfc3339(when, notice_time));
+}
+
+bool aws_scheduled_event_to_notice(const AwsScheduledEvent *e, Notice *ret) {
+        char until[RFC3339_MAX], summary[sizeof(e->code) + sizeof(e->description) + RFC3339_MAX + 64];
+
+        if (e->state != AWS_EVENT_ACTIVE)
+                return false;
+        *ret = (Notice) { .provider = CLOUD_PROVIDER_AWS, .kind = NOTICE_MAINTENANCE, .deadline = e->not_before };
+        notice_set_string(ret->id, sizeof(ret->id), e->event_id);
+        if (e->not_after != USEC_INFINITY)
+                format_rfc3339(until, e->not_after);
+        snprintf(summary, sizeof(summary), "scheduled %s%s%s%s%s", e->code[0] ? e->code : "event",
+                 e->not_after != USEC_INFINITY ? ", not after " : "", e->not_after != USEC_INFINITY ? until : "",
+                 e->description[0] ? ": " : "", e->description);
+        notice_set_string(ret->summary, sizeof(ret->summary), summary); /* shortened */
+        return true;
+}
+
+/* ---------------------------------------------------------------- IMDS session tokens */
+
+int imds_parse_token(const char *body, size_t len, char **ret) {
+        char *t;
+
+        while (len > 0 && isspace((unsigned char) *body))
+                body++, len--;
+        while (len > 0 && isspace((unsigned char) body[len - 1]))
+                len--;
+        if (len > IMDS_TOKEN_MAX)
+                return -EFBIG;
+        if (!string_is_token(body, len))
+                return -EBADMSG;
+        t = strndup(body, len);
+        if (!t)
+                return -ENOMEM;
+        *ret = t;
+        return 0;
+}
+
+int imds_parse_ttl(const char *value, unsigned *ret) {
+        unsigned long v;
+        char *end;
+
+        if (isempty(value) || !isdigit((unsigned char) *value))
+                return -EBADMSG;
+        errno = 0;
+        v = strtoul(value, &end, 10);
+        if (errno != 0 || *end || v < 1 || v > IMDS_TOKEN_TTL_SEC)
+                return -EBADMSG;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+struct ImdsSession {
+        CloudWatch *w;
+        const ImdsTokenScheme *scheme;
+        char *token;
+        unsigned token_gen;             /* bumped with each new token */
+        usec_t token_refresh_at;        /* CLOCK_BOOTTIME: from here on, fetch a new one first */
+        usec_t token_requested_at;
+        bool token_verified;            /* a GET with it got an answer other than 401 */
+        HttpRequest *token_req;         /* set while the PUT runs */
+        sd_event_source *retry_timer;   /* armed while backing off */
+        unsigned token_failures;        /* failed PUTs and 401s on fresh tokens since the last good GET */
+        unsigned wake_epoch;
+        ImdsGet *gets;                  /* every live get */
+};
+
+struct ImdsGet {
+        ImdsSession *session;
+        ImdsGet *prev, *next;
+        char *path;
+        long accept_status;
+        bool fail_fast;
+        ImdsGetDone done;
+        void *userdata;
+
+        HttpRequest *req;               /* kept between runs while the token is the same */
+        unsigned req_gen;
+        bool waiting;                   /* for a token */
+        unsigned wait_epoch;
+        bool retried;                   /* after a 401 */
+};
+
+static void imds_session_drop_token(ImdsSession *s) {
+        if (s->token) {
+                explicit_bzero(s->token, strlen(s->token));
+                s->token = mfree(s->token);
+        }
+        s->token_refresh_at = 0;
+        s->token_verified = false;
+}
+
+static bool imds_session_has_token(const ImdsSession *s) {
+        return s->token && now_usec(CLOCK_BOOTTIME) < s->token_refresh_at;
+}
+
+static void imds_describe(char *buf, size_t size, const char *method, const char *path, long status, bool unusable) {
+        if (unusable)
+                snprintf(buf, size, "unusable answer to %s %s (HTTP %ld)", method, path, status);
+        else if (status > 0)
+                snprintf(buf, size, "%s %s answered HTTP %ld", method, path, status);
+        else
+                snprintf(buf, size, "%s %s got no answer", method, path);
+}
+
+static void imds_session_on_token(HttpRequest *req, int error, void *userdata);
+static int imds_get_send(ImdsGet *g);
+
+static int imds_session_fetch_token(ImdsSession *s) {
+        _cleanup_(http_request_freep) HttpRequest *req = NULL;
+        int state = SD_EVENT_OFF, r;
+
+        if (s->token_req)
+                return 0;
+        if (s->retry_timer && sd_event_source_get_enabled(s->retry_timer, &state) >= 0 && state != SD_EVENT_OFF)
+                return 0; /* backing off: the timer fetches it */
+        r = cloud_watch_request(s->w, "PUT", IMDS_TOKEN_PATH, &req);
+        if (r < 0)
+                return r;
+        r = http_request_add_header(req, "%s: %u", s->scheme->ttl_header, IMDS_TOKEN_TTL_SEC);
+        if (r < 0)
+                return r;
+        http_request_set_max_response(req, 4096);
+        s->token_requested_at = now_usec(CLOCK_BOOTTIME);
+        r = http_request_start(req, imds_session_on_token, s);
+        if (r < 0)
+                return r;
+        s->token_req = TAKE_PTR(req);
+        return 0;
+}
+
+static ImdsGet *imds_session_next_waiter(ImdsSession *s, unsigned epoch, bool all) {
+        for (ImdsGet *g = s->gets; g; g = g->next)
+                if (g->waiting && g->wait_epoch != epoch && (all || g->fail_fast))
+                        return g;
+        return NULL;
+}
+
+static bool imds_session_has_waiters(const ImdsSession *s) {
+        for (ImdsGet *g = s->gets; g; g = g->next)
+                if (g->waiting)
+                        return true;
+        return false;
+}
+
+static int imds_session_on_retry(sd_event_source *es, uint64_t usec, void *userdata);
+
+static int imds_session_arm_retry(ImdsSession *s) {
+        return cloud_watch_arm(s->w, &s->retry_timer, cloud_watch_next_delay(s->w, s->token_failures),
+                               imds_session_on_retry, s);
+}
+
+/* The token fetch ended. On success every waiting get is sent; on failure the fail_fast ones
+ * complete with the error and the others wait for the next attempt. One get at a time, from the
+ * head: a done callback may free or restart gets. Gets that start waiting meanwhile are left to
+ * the next round. */
+static void imds_session_wake(ImdsSession *s, int error) {
+        unsigned epoch = ++s->wake_epoch;
+        ImdsGet *g;
+        int r;
+
+        while ((g = imds_session_next_waiter(s, epoch, error >= 0))) {
+                g->waiting = false;
+                r = error;
+                if (r >= 0) {
+                        r = imds_get_send(g);
+                        if (r >= 0)
+                                continue;
+                }
+                g->done(g, r, NULL, g->userdata);
+        }
+        if (error >= 0 || !imds_session_has_waiters(s))
+                return;
+        r = imds_session_arm_retry(s);
+        if (r < 0) {
+                /* Nothing would wake them: let every waiter fail and back off on its own. */
+                epoch = ++s->wake_epoch;
+                while ((g = imds_session_next_waiter(s, epoch, true))) {
+                        g->waiting = false;
+                        g->done(g, r, NULL, g->userdata);
+                }
+        }
+}
+
+static void imds_session_token_failed(ImdsSession *s, int error, long status) {
+        char what[128];
+
+        imds_describe(what, sizeof(what), "PUT", IMDS_TOKEN_PATH, status, status >= 200 && status < 300);
+        s->token_failures++;
+        cloud_watch_condition(s->w, "token", error, what);
+        imds_session_wake(s, error);
+}
+
+static void imds_session_on_token(HttpRequest *req, int error, void *userdata) {
+        ImdsSession *s = userdata;
+        _cleanup_(http_request_freep) HttpRequest *owned = TAKE_PTR(s->token_req);
+        unsigned ttl = IMDS_TOKEN_TTL_SEC, echoed;
+        char *token = NULL;
+        const char *body;
+        size_t len;
+        usec_t life;
+
+        if (error >= 0) {
+                body = http_request_body(req, &len);
+                error = imds_parse_token(body, len, &token);
+                explicit_bzero((char *) body, len); /* our own buffer, freed below */
+        }
+        if (error < 0) {
+                imds_session_token_failed(s, error, http_request_status(req));
+                return;
+        }
+        if (imds_parse_ttl(http_request_header(req, s->scheme->ttl_header), &echoed) >= 0)
+                ttl = MIN(ttl, echoed);
+        life = (usec_t) ttl * USEC_PER_SEC;
+        imds_session_drop_token(s);
+        s->token = token;
+        s->token_gen++;
+        s->token_refresh_at = s->token_requested_at + life - MIN(IMDS_TOKEN_REFRESH_USEC, life / 2);
+        log_debug("%s metadata: new session token, valid for %u s", cloud_watch_name(s->w), ttl);
+        cloud_watch_condition(s->w, "token", 0, NULL);
+        imds_session_wake(s, 0);
+}
+
+static int imds_session_on_retry(sd_event_source *es, uint64_t usec, void *userdata) {
+        ImdsSession *s = userdata;
+        int r;
+
+        if (!imds_session_has_waiters(s))
+                return 0;
+        r = imds_session_fetch_token(s);
+        if (r < 0)
+                imds_session_token_failed(s, r, 0);
+        return 0;
+}
+
+int imds_session_new(ImdsSession **ret, CloudWatch *w, const ImdsTokenScheme *scheme) {
+        ImdsSession *s;
+
+        s = calloc(1, sizeof(ImdsSession));
+        if (!s)
+                return -ENOMEM;
+        *s = (ImdsSession) { .w = w, .scheme = scheme };
+        *ret = s;
+        return 0;
+}
+
+ImdsSession *imds_session_free(ImdsSession *s) {
+        if (!s)
+                return NULL;
+        while (s->gets) {
+                ImdsGet *g = s->gets;
+
+                s->gets = g->next;
+                http_request_cancel(g->req);
+                g->session = NULL;
+                g->prev = g->next = NULL;
+                g->waiting = false;
+        }
+        http_request_free(s->token_req);
+        sd_event_source_disable_unref(s->retry_timer);
+        imds_session_drop_token(s);
+        return mfree(s);
+}
+
+/* ---------------------------------------------------------------- IMDS GETs */
+
+static void imds_get_on_answer(HttpRequest *req, int error, void *userdata);
+
+static int imds_get_send(ImdsGet *g) {
+        ImdsSession *s = g->session;
+        int r;
+
+        if (!g->req || g->req_gen != s->token_gen) {
+                _cleanup_(http_request_freep) HttpRequest *req = NULL;
+
+                r = cloud_watch_request(s->w, "GET", g->path, &req);
+                if (r < 0)
+                        return r;
+                r = http_request_add_header(req, "%s: %s", s->scheme->token_header, s->token);
+                if (r < 0)
+                        return r;
+                if (g->accept_status > 0)
+                        http_request_set_accept_status(req, g->accept_status);
+                http_request_free(g->req);
+                g->req = TAKE_PTR(req);
+                g->req_gen = s->token_gen;
+        }
+        return http_request_start(g->req, imds_get_on_answer, g);
+}
+
+static int imds_get_submit(ImdsGet *g) {
+        ImdsSession *s = g->session;
+        int r;
+
+        if (imds_session_has_token(s))
+                return imds_get_send(g);
+        g->waiting = true;
+        g->wait_epoch = s->wake_epoch;
+        r = imds_session_fetch_token(s);
+        if (r < 0)
+                g->waiting = false;
+        return r;
+}
+
+static void imds_get_on_answer(HttpRequest *req, int error, void *userdata) {
+        ImdsGet *g = userdata;
+        ImdsSession *s = g->session;
+        int r;
+
+        if (s && error == -EACCES && http_request_status(req) == 401) {
+                /* The token expired or was revoked: a new one at once, and one more try. A token
+                 * that never worked is not fetched again at once but after the token back-off,
+                 * lest a server that rejects every token gets a PUT for each GET. */
+                if (s->token && g->req_gen == s->token_gen) {
+                        bool verified = s->token_verified;
+
+                        imds_session_drop_token(s);
+                        if (!verified) {
+                                s->token_failures++;
+                                (void) imds_session_arm_retry(s);
+                        }
+                }
+                if (!g->retried) {
+                        g->retried = true;
+                        r = imds_get_submit(g);
+                        if (r >= 0)
+                                return;
+                        g->done(g, r, NULL, g->userdata);
+                        return;
+                }
+        }
+        if (s && s->token && g->req_gen == s->token_gen && http_request_status(req) > 0) {
+                s->token_verified = true;
+                s->token_failures = 0;
+        }
+        g->done(g, error, req, g->userdata);
+}
+
+int imds_get_new(ImdsGet **ret, ImdsSession *s, const char *path, bool fail_fast, ImdsGetDone done,
+                 void *userdata) {
+        ImdsGet *g;
+
+        g = calloc(1, sizeof(ImdsGet));
+        if (!g)
+                return -ENOMEM;
+        *g = (ImdsGet) { .session = s, .fail_fast = fail_fast, .done = done, .userdata = userdata };
+        g->path = strdup(path);
+        if (!g->path) {
+                free(g);
+                return -ENOMEM;
+        }
+        g->next = s->gets;
+        if (s->gets)
+                s->gets->prev = g;
+        s->gets = g;
+        *ret = g;
+        return 0;
+}
+
+void imds_get_set_accept_status(ImdsGet *g, long status) {
+        g->accept_status = status;
+        g->req = http_request_free(g->req);
+}
+
+bool imds_get_busy(const ImdsGet *g) {
+        return g->waiting || (g->req && http_request_running(g->req));
+}
+
+int imds_get_start(ImdsGet *g) {
+        if (!g->session)
+                return -ESTALE;
+        if (imds_get_busy(g))
+                return -EBUSY;
+        g->retried = false;
+        return imds_get_submit(g);
+}
+
+ImdsGet *imds_get_free(ImdsGet *g) {
+        if (!g)
+                return NULL;
+        if (g->session) {
+                if (g->prev)
+                        g->prev->next = g->next;
+                else
+                        g->session->gets = g->next;
+                if (g->next)
+                        g->next->prev = g->prev;
+        }
+        http_request_free(g->req);
+        free(g->path);
+        return mfree(g);
+}
+
+/* ---------------------------------------------------------------- polling */
+
+struct ImdsPoller {
+        CloudWatch *w;
+        const char *channel;
+        ImdsGet *get;
+        sd_event_source *timer;
+        unsigned failures;
+        bool once;
+        ImdsPollAnswer answer;
+        void *userdata;
+};
+
+static int imds_poller_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void imds_poller_schedule(ImdsPoller *p, usec_t delay) {
+        int r = cloud_watch_arm(p->w, &p->timer, delay, imds_poller_on_timer, p);
+
+        if (r < 0)
+                (void) log_error_errno(r, "Cannot arm the %s metadata poll (%s), this channel stops: %m",
+                                       cloud_watch_name(p->w), p->channel);
+}
+
+static void imds_poller_failed(ImdsPoller *p, int error, const char *what) {
+        p->failures++;
+        cloud_watch_condition(p->w, p->channel, error, what);
+        imds_poller_schedule(p, cloud_watch_next_delay(p->w, p->failures));
+}
+
+static void imds_poller_poll(ImdsPoller *p) {
+        char what[256];
+        int r;
+
+        r = imds_get_start(p->get);
+        if (r < 0) {
+                snprintf(what, sizeof(what), "cannot send GET %s", p->get->path);
+                imds_poller_failed(p, r, what);
+        }
+}
+
+static int imds_poller_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        imds_poller_poll(userdata);
+        return 0;
+}
+
+static void imds_poller_on_done(ImdsGet *g, int error, HttpRequest *req, void *userdata) {
+        ImdsPoller *p = userdata;
+        long status = req ? http_request_status(req) : 0;
+        const char *body;
+        char what[256];
+        size_t len;
+
+        if (error >= 0) {
+                body = http_request_body(req, &len);
+                error = p->answer(p->w, p->channel, status, body, len, p->userdata);
+                if (error < 0) {
+                        imds_describe(what, sizeof(what), "GET", g->path, status, true);
+                        imds_poller_failed(p, error, what);
+                        return;
+                }
+        } else {
+                imds_describe(what, sizeof(what), "GET", g->path, status, false);
+                imds_poller_failed(p, error, what);
+                return;
+        }
+        p->failures = 0;
+        cloud_watch_condition(p->w, p->channel, 0, NULL);
+        if (!p->once)
+                imds_poller_schedule(p, p->w->poll_interval);
+}
+
+int imds_poller_new(ImdsPoller **ret, ImdsSession *s, const char *channel, const char *path, long accept_status,
+                    bool once, ImdsPollAnswer answer, void *userdata) {
+        _cleanup_(imds_poller_freep) ImdsPoller *p = NULL;
+        int r;
+
+        p = calloc(1, sizeof(ImdsPoller));
+        if (!p)
+                return -ENOMEM;
+        *p = (ImdsPoller) { .w = s->w, .channel = channel, .once = once, .answer = answer, .userdata = userdata };
+        r = imds_get_new(&p->get, s, path, false, imds_poller_on_done, p);
+        if (r < 0)
+                return r;
+        if (accept_status > 0)
+                imds_get_set_accept_status(p->get, accept_status);
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int imds_poller_start(ImdsPoller *p) {
+        imds_poller_poll(p);
+        return 0;
+}
+
+ImdsPoller *imds_poller_free(ImdsPoller *p) {
+        if (!p)
+                return NULL;
+        imds_get_free(p->get);
+        sd_event_source_disable_unref(p->timer);
+        return mfree(p);
+}
+
+/* ---------------------------------------------------------------- the AWS provider */
+
+typedef struct AwsCredentialsFetch AwsCredentialsFetch;
+
+typedef enum AwsChannel {
+        AWS_CHANNEL_SPOT,
+        AWS_CHANNEL_REBALANCE,
+        AWS_CHANNEL_MAINTENANCE,
+        AWS_CHANNEL_IDENTITY,
+        _AWS_CHANNEL_MAX,
+} AwsChannel;
+
+typedef struct AwsWatch {
+        CloudWatch *w;
+        ImdsSession *session;
+        ImdsPoller *pollers[_AWS_CHANNEL_MAX];
+        AwsIdentity identity;
+        bool has_identity;
+        AwsCredentialsFetch *fetches;
+} AwsWatch;
+
+struct AwsCredentialsFetch {
+        AwsWatch *aws;
+        AwsCredentialsFetch *next;
+        ImdsGet *get;
+        bool have_role;
+        AwsCredentialsDone done;
+        void *userdata;
+};
+
+static const ImdsTokenScheme aws_token_scheme = {
+        .ttl_header = "X-aws-ec2-metadata-token-ttl-seconds",
+        .token_header = "X-aws-ec2-metadata-token",
+};
+
+static int aws_on_spot(CloudWatch *w, const char *channel, long status, const char *body, size_t len,
+                       void *userdata) {
+        AwsInstanceAction a;
+        Notice n;
+        int r;
+
+        if (status == 404) {
+                cloud_watch_update(w, channel, NULL, 0);
+                return 0;
+        }
+        r = aws_parse_instance_action(body, len, &a);
+        if (r < 0)
+                return r;
+        aws_instance_action_to_notice(&a, &n);
+        cloud_watch_update(w, channel, &n, 1);
+        return 0;
+}
+
+static int aws_on_rebalance(CloudWatch *w, const char *channel, long status, const char *body, size_t len,
+                            void *userdata) {
+        usec_t t;
+        Notice n;
+        int r;
+
+        if (status == 404) {
+                cloud_watch_update(w, channel, NULL, 0);
+                return 0;
+        }
+        r = aws_parse_rebalance(body, len, &t);
+        if (r < 0)
+                return r;
+        aws_rebalance_to_notice(t, &n);
+        cloud_watch_update(w, channel, &n, 1);
+        return 0;
+}
+
+static int aws_on_maintenance(CloudWatch *w, const char *channel, long status, const char *body, size_t len,
+                              void *userdata) {
+        _cleanup_free_ AwsScheduledEvent *events = NULL;
+        _cleanup_free_ Notice *notices = NULL;
+        size_t n = 0;
+        int r;
+
+        if (status == 404) {
+                cloud_watch_update(w, channel, NULL, 0);
+                return 0;
+        }
+        events = calloc(AWS_SCHEDULED_EVENTS_MAX, sizeof(AwsScheduledEvent));
+        notices = calloc(AWS_SCHEDULED_EVENTS_MAX, sizeof(Notice));
+        if (!events || !notices)
+                return -ENOMEM;
+        r = aws_parse_scheduled_events(body, len, events, AWS_SCHEDULED_EVENTS_MAX);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < r; i++)
+                if (aws_scheduled_event_to_notice(&events[i], &notices[n]))
+                        n++;
+        cloud_watch_update(w, channel, notices, n);
+        return 0;
+}
+
+static int aws_on_identity(CloudWatch *w, const char *channel, long status, const char *body, size_t len,
+                           void *userdata) {
+        AwsWatch *a = userdata;
+        int r;
+
+        r = aws_parse_identity(body, len, &a->identity);
+        if (r < 0)
+                return r;
+        a->has_identity = true;
+        log_debug("AWS instance %s in %s", a->identity.instance_id, a->identity.region);
+        return 0;
+}
+
+static const struct {
+        const char *channel;
+        const char *path;
+        long accept_status;
+        bool once;
+        ImdsPollAnswer answer;
+} aws_channels[_AWS_CHANNEL_MAX] = {
+        [AWS_CHANNEL_SPOT] = { "spot", AWS_PATH_SPOT, 404, false, aws_on_spot },
+        [AWS_CHANNEL_REBALANCE] = { "rebalance", AWS_PATH_REBALANCE, 404, false, aws_on_rebalance },
+        [AWS_CHANNEL_MAINTENANCE] = { "maintenance", AWS_PATH_MAINTENANCE, 404, false, aws_on_maintenance },
+        [AWS_CHANNEL_IDENTITY] = { "identity", AWS_PATH_IDENTITY, 0, true, aws_on_identity },
+};
+
+static AwsCredentialsFetch *aws_fetch_free(AwsCredentialsFetch *f) {
+        if (!f)
+                return NULL;
+        imds_get_free(f->get);
+        return mfree(f);
+}
+
+static void aws_fetch_unlink(AwsCredentialsFetch *f) {
+        for (AwsCredentialsFetch **p = &f->aws->fetches; *p; p = &(*p)->next)
+                if (*p == f) {
+                        *p = f->next;
+                        return;
+                }
+}
+
+static void aws_fetch_finish(AwsCredentialsFetch *f, int error, const AwsCredentials *c) {
+        CloudWatch *w = f->aws->w;
+        AwsCredentialsDone done = f->done;
+        void *userdata = f->userdata;
+
+        aws_fetch_unlink(f);
+        aws_fetch_free(f); /* also frees the get whose callback we are in: allowed */
+        done(w, error, c, userdata);
+}
+
+static void aws_fetch_on_answer(ImdsGet *g, int error, HttpRequest *req, void *userdata);
+
+static int aws_fetch_role(AwsCredentialsFetch *f, const char *role) {
+        _cleanup_free_ char *path = NULL;
+        ImdsGet *g;
+        int r;
+
+        if (asprintf(&path, "%s%s", AWS_PATH_ROLES, role) < 0)
+                return -ENOMEM;
+        r = imds_get_new(&g, f->aws->session, path, true, aws_fetch_on_answer, f);
+        if (r < 0)
+                return r;
+        imds_get_free(f->get);
+        f->get = g;
+        f->have_role = true;
+        return imds_get_start(g);
+}
+
+static void aws_fetch_on_answer(ImdsGet *g, int error, HttpRequest *req, void *userdata) {
+        AwsCredentialsFetch *f = userdata;
+        _cleanup_(aws_credentials_done) AwsCredentials c = {};
+        _cleanup_free_ char *role = NULL;
+        const char *body;
+        size_t len;
+        int r;
+
+        if (error < 0) {
+                aws_fetch_finish(f, error, NULL);
+                return;
+        }
+        body = http_request_body(req, &len);
+        if (!f->have_role) {
+                r = aws_parse_role_list(body, len, &role);
+                if (r >= 0)
+                        r = aws_fetch_role(f, role);
+                if (r < 0)
+                        aws_fetch_finish(f, r, NULL);
+                return;
+        }
+        r = aws_parse_credentials(body, len, &c);
+        explicit_bzero((char *) body, len); /* the request's own buffer, freed with it */
+        aws_fetch_finish(f, r, r >= 0 ? &c : NULL);
+}
+
+static AwsWatch *aws_watch_of(CloudWatch *w) {
+        return w && w->vtable == &cloud_aws ? w->data : NULL;
+}
+
+int cloud_aws_fetch_credentials(CloudWatch *w, AwsCredentialsDone done, void *userdata) {
+        AwsCredentialsFetch *f;
+        AwsWatch *a;
+        int r;
+
+        if (!w || w->vtable != &cloud_aws || !done)
+                return -EOPNOTSUPP;
+        a = aws_watch_of(w);
+        if (!a)
+                return -ENOTCONN;
+        f = calloc(1, sizeof(AwsCredentialsFetch));
+        if (!f)
+                return -ENOMEM;
+        *f = (AwsCredentialsFetch) { .aws = a, .done = done, .userdata = userdata };
+        r = imds_get_new(&f->get, a->session, AWS_PATH_ROLES, true, aws_fetch_on_answer, f);
+        if (r >= 0)
+                r = imds_get_start(f->get);
+        if (r < 0) {
+                aws_fetch_free(f);
+                return r;
+        }
+        f->next = a->fetches;
+        a->fetches = f;
+        return 0;
+}
+
+void cloud_aws_cancel_credentials(CloudWatch *w, void *userdata) {
+        AwsWatch *a = aws_watch_of(w);
+
+        for (AwsCredentialsFetch **p = a ? &a->fetches : NULL; p && *p;) {
+                AwsCredentialsFetch *f = *p;
+
+                if (f->userdata != userdata) {
+                        p = &f->next;
+                        continue;
+                }
+                *p = f->next;
+                aws_fetch_free(f);
+        }
+}
+
+const char *cloud_aws_region(CloudWatch *w) {
+        AwsWatch *a = aws_watch_of(w);
+
+        return a && a->has_identity ? a->identity.region : NULL;
+}
+
+const char *cloud_aws_instance_id(CloudWatch *w) {
+        AwsWatch *a = aws_watch_of(w);
+
+        return a && a->has_identity ? a->identity.instance_id : NULL;
+}
+
+static AwsWatch *aws_watch_free(AwsWatch *a) {
+        if (!a)
+                return NULL;
+        while (a->fetches) {
+                AwsCredentialsFetch *f = a->fetches;
+
+                a->fetches = f->next;
+                aws_fetch_free(f);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(a->pollers); i++)
+                imds_poller_free(a->pollers[i]);
+        imds_session_free(a->session);
+        return mfree(a);
+}
+DEFINE_CLEANUP_FUNC(AwsWatch *, aws_watch_free);
+
+static int aws_start(CloudWatch *w) {
+        _cleanup_(aws_watch_freep) AwsWatch *a = NULL;
+        int r;
+
+        if (w->data)
+                return -EBUSY;
+        a = calloc(1, sizeof(AwsWatch));
+        if (!a)
+                return -ENOMEM;
+        a->w = w;
+        r = imds_session_new(&a->session, w, &aws_token_scheme);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < _AWS_CHANNEL_MAX; i++) {
+                r = imds_poller_new(&a->pollers[i], a->session, aws_channels[i].channel, aws_channels[i].path,
+                                    aws_channels[i].accept_status, aws_channels[i].once, aws_channels[i].answer, a);
+                if (r < 0)
+                        return r;
+        }
+        /* All four wait for the first token, then go out together. */
+        for (size_t i = 0; i < _AWS_CHANNEL_MAX; i++) {
+                r = imds_poller_start(a->pollers[i]);
+                if (r < 0)
+                        return r;
+        }
+        w->data = TAKE_PTR(a);
+        return 0;
+}
+
+static void aws_stop(CloudWatch *w) {
+        w->data = aws_watch_free(w->data);
+}
+
+const CloudProviderVTable cloud_aws = {
+        .id = CLOUD_PROVIDER_AWS,
+        .name = "aws",
+        .default_base_url = "http://169.254.169.254",
+        .start = aws_start,
+        .stop = aws_stop,
+};
