@@ -31,22 +31,6 @@ static bool blank(const char *s) {
         return true;
 }
 
-/* The whole body must be one JSON value (white space around it allowed). */
-static cJSON *json_parse_exact(const char *body, size_t len) {
-        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
-        const char *end = NULL;
-
-        if (!body || len == 0 || memchr(body, 0, len))
-                return NULL;
-        j = cJSON_ParseWithLengthOpts(body, len, &end, false);
-        if (!j || !end)
-                return NULL;
-        for (; end < body + len; end++)
-                if (!ascii_space(*end))
-                        return NULL;
-        return TAKE_PTR(j);
-}
-
 /* Absent and null are both "not given" (*ret = NULL); any other type than a string is garbage. */
 static int json_optional_string(const cJSON *o, const char *key, const char **ret) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -168,9 +152,10 @@ static int azure_parse_event(const cJSON *e, usec_t now, Notice *ret) {
                 .imminent = type->imminent,
         };
         notice_set_string(ret->id, sizeof(ret->id), id);
-        (void) snprintf(ret->summary, sizeof(ret->summary), "%s %s, NotBefore \"%s\", %s, %llds, resources %s: %s",
-                        type_name, strna(status), str_or_empty(not_before), strna(source), duration,
-                        resources[0] ? resources : "n/a", str_or_empty(description));
+        (void) snprintf(ret->summary, sizeof(ret->summary),
+                        "%s %s, NotBefore \"%s\", %s, %llds, resources %s: %s", type_name, strna(status),
+                        str_or_empty(not_before), strna(source), duration, resources[0] ? resources : "n/a",
+                        str_or_empty(description));
         return 0;
 }
 
@@ -257,41 +242,17 @@ int azure_ack_body(const char *event_id, char **ret) {
         return 0;
 }
 
-static int url_escape(const char *s, char **ret) {
-        static const char hex[] = "0123456789ABCDEF";
-        char *e, *p;
-
-        e = malloc(strlen(s) * 3 + 1);
-        if (!e)
-                return -ENOMEM;
-        p = e;
-        for (; *s; s++) {
-                unsigned char u = (unsigned char) *s;
-
-                if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || strchr("-._~", u))
-                        *p++ = *s;
-                else {
-                        *p++ = '%';
-                        *p++ = hex[u >> 4];
-                        *p++ = hex[u & 15];
-                }
-        }
-        *p = 0;
-        *ret = e;
-        return 0;
-}
-
 int azure_token_path(const char *resource, const char *client_id, char **ret) {
         _cleanup_free_ char *r_esc = NULL, *c_esc = NULL;
         int r;
 
         if (isempty(resource))
                 return -EINVAL;
-        r = url_escape(resource, &r_esc);
+        r = http_url_escape(resource, NULL, &r_esc);
         if (r < 0)
                 return r;
         if (!isempty(client_id)) {
-                r = url_escape(client_id, &c_esc);
+                r = http_url_escape(client_id, NULL, &c_esc);
                 if (r < 0)
                         return r;
         }
@@ -412,12 +373,14 @@ static void azure_poll_failed(AzureWatch *a, int error, long status, const char 
         if (a->failures < UINT_MAX)
                 a->failures++;
         if (status > 0)
-                (void) snprintf(what, sizeof(what), "GET %s: HTTP %ld%s", AZURE_SCHEDULED_EVENTS_PATH, status, why);
+                (void) snprintf(what, sizeof(what), "GET %s: HTTP %ld%s", AZURE_SCHEDULED_EVENTS_PATH, status,
+                                why);
         else
                 (void) snprintf(what, sizeof(what), "GET %s%s", AZURE_SCHEDULED_EVENTS_PATH, why);
         cloud_watch_condition(a->w, AZURE_CHANNEL, error, what);
         /* 429: the window is one second; asking sooner only earns another 429. */
-        azure_schedule_poll(a, status == 429 ? a->w->poll_interval : cloud_watch_next_delay(a->w, a->failures));
+        azure_schedule_poll(a, status == 429 ? a->w->poll_interval
+                                             : cloud_watch_next_delay(a->w, a->failures));
 }
 
 static int azure_poll_issue(AzureWatch *a) {
@@ -470,7 +433,8 @@ static void azure_on_poll_done(HttpRequest *req, int error, void *userdata) {
                 size_t len;
                 const char *body = http_request_body(req, &len);
 
-                error = azure_parse_scheduled_events(body, len, now_usec(CLOCK_REALTIME), &incarnation, &notices, &n);
+                error = azure_parse_scheduled_events(body, len, now_usec(CLOCK_REALTIME), &incarnation,
+                                                     &notices, &n);
         }
         a->poll = http_request_free(a->poll);
         if (error < 0) {
@@ -510,12 +474,14 @@ static void azure_ack_log(const char *id, int error, long status) {
 
         if (error >= 0) {
                 log_event_fields(EVENT_NOTICE_ACKNOWLEDGED, f,
-                                 "Acknowledged Azure event %s (StartRequests): the platform may go ahead", id);
+                                 "Acknowledged Azure event %s (StartRequests): the platform may go ahead",
+                                 id);
                 return;
         }
         errno = -error;
         if (status > 0)
-                log_event_fields(EVENT_ERROR, f, "Cannot acknowledge Azure event %s: HTTP %ld: %m", id, status);
+                log_event_fields(EVENT_ERROR, f, "Cannot acknowledge Azure event %s: HTTP %ld: %m", id,
+                                 status);
         else
                 log_event_fields(EVENT_ERROR, f, "Cannot acknowledge Azure event %s: %m", id);
 }

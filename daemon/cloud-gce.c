@@ -151,56 +151,16 @@ int gce_maintenance_notice(const char *body, size_t len, usec_t now, Notice *ret
         return 1;
 }
 
-int gce_url_escape(const char *s, char **ret) {
-        static const char hex[] = "0123456789ABCDEF";
-        char *e, *p;
-
-        e = malloc(strlen(s) * 3 + 1);
-        if (!e)
-                return -ENOMEM;
-        p = e;
-        for (; *s; s++) {
-                unsigned char u = (unsigned char) *s;
-
-                if (ascii_alnum(*s) || strchr("-._~", *s))
-                        *p++ = *s;
-                else {
-                        *p++ = '%';
-                        *p++ = hex[u >> 4];
-                        *p++ = hex[u & 15];
-                }
-        }
-        *p = 0;
-        *ret = e;
-        return 0;
-}
-
 int gce_wait_path(const char *path, const char *etag, unsigned timeout_sec, char **ret) {
         _cleanup_free_ char *e = NULL;
         int r;
 
-        r = gce_url_escape(etag, &e);
+        r = http_url_escape(etag, NULL, &e);
         if (r < 0)
                 return r;
         if (asprintf(ret, "%s?wait_for_change=true&last_etag=%s&timeout_sec=%u", path, e, timeout_sec) < 0)
                 return -ENOMEM;
         return 0;
-}
-
-/* The whole body must be one JSON value (white space around it allowed). */
-static cJSON *json_parse_exact(const char *body, size_t len) {
-        _cleanup_(cJSON_Deletep) cJSON *j = NULL;
-        const char *end = NULL;
-
-        if (!body || len == 0 || memchr(body, 0, len))
-                return NULL;
-        j = cJSON_ParseWithLengthOpts(body, len, &end, false);
-        if (!j || !end)
-                return NULL;
-        for (; end < body + len; end++)
-                if (!ascii_space(*end))
-                        return NULL;
-        return TAKE_PTR(j);
 }
 
 int gce_parse_token(const char *body, size_t len, char **ret_token, usec_t *ret_expires_in) {
@@ -387,6 +347,17 @@ static int gce_channel_remember(GceChannel *c, const HttpRequest *req) {
         return changed;
 }
 
+static const char *gce_error_detail(int error) {
+        switch (error) {
+        case -EPROTO:
+                return ": answer without Metadata-Flavor: Google, not the metadata server";
+        case -EBADMSG:
+                return ": unexpected answer";
+        default:
+                return "";
+        }
+}
+
 static void gce_channel_on_done(HttpRequest *req, int error, void *userdata) {
         GceChannel *c = userdata;
         usec_t took = now_usec(CLOCK_BOOTTIME) - c->started;
@@ -411,9 +382,7 @@ static void gce_channel_on_done(HttpRequest *req, int error, void *userdata) {
         c->req = http_request_free(c->req);
 
         if (error < 0) {
-                gce_channel_failed(c, error, status,
-                                   error == -EPROTO   ? ": answer without Metadata-Flavor: Google, not the metadata server" :
-                                   error == -EBADMSG  ? ": unexpected answer" : "");
+                gce_channel_failed(c, error, status, gce_error_detail(error));
                 return;
         }
         c->failures = 0;
@@ -537,7 +506,8 @@ int gce_fetch_token(CloudWatch *w, GceTokenHandler handler, void *userdata, GceF
         return 0;
 }
 
-int gce_fetch_attribute(CloudWatch *w, const char *key, GceValueHandler handler, void *userdata, GceFetch **ret) {
+int gce_fetch_attribute(CloudWatch *w, const char *key, GceValueHandler handler, void *userdata,
+                        GceFetch **ret) {
         _cleanup_(gce_fetch_freep) GceFetch *f = NULL;
         _cleanup_free_ char *path = NULL;
         int r;

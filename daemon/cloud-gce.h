@@ -64,7 +64,6 @@ int gce_preempted_notice(const char *body, size_t len, usec_t now, Notice *ret);
 int gce_maintenance_notice(const char *body, size_t len, usec_t now, Notice *ret);
 
 /* Percent-encodes everything but RFC 3986's unreserved characters. */
-int gce_url_escape(const char *s, char **ret);
 
 /* path + "?wait_for_change=true&last_etag=<escaped etag>&timeout_sec=N" */
 int gce_wait_path(const char *path, const char *etag, unsigned timeout_sec, char **ret);
@@ -89,7 +88,8 @@ typedef void (*GceValueHandler)(GceFetch *f, int error, const char *value, size_
 /* instance/service-accounts/default/token */
 int gce_fetch_token(CloudWatch *w, GceTokenHandler handler, void *userdata, GceFetch **ret);
 /* instance/attributes/KEY */
-int gce_fetch_attribute(CloudWatch *w, const char *key, GceValueHandler handler, void *userdata, GceFetch **ret);
+int gce_fetch_attribute(CloudWatch *w, const char *key, GceValueHandler handler, void *userdata,
+                        GceFetch **ret);
 /* Cancels a running fetch (the handler is then not called). Free fetches before the CurlGlue. */
 GceFetch *gce_fetch_free(GceFetch *f);
 DEFINE_CLEANUP_FUNC(GceFetch *, gce_fetch_free);

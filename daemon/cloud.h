@@ -47,7 +47,9 @@ typedef struct Notice {
 
 typedef struct CloudWatch CloudWatch;
 
-/* A notice appeared (gone = false) or vanished (gone = true). */
+/* A notice appeared (gone = false) or vanished (gone = true). The handler must not free the
+ * CloudWatch (the provider and cloud_watch_update() go on using it); it may call
+ * cloud_watch_acknowledge(). */
 typedef void (*CloudNoticeHandler)(CloudWatch *w, const Notice *n, bool gone, void *userdata);
 
 typedef struct CloudProviderVTable {

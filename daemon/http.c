@@ -117,6 +117,31 @@ int http_error_from_status(long status) {
         return -EPROTO; /* 1xx/3xx we did not follow, other 4xx */
 }
 
+int http_url_escape(const char *s, const char *also_safe, char **ret) {
+        static const char hex[] = "0123456789ABCDEF";
+        char *e, *p;
+
+        e = malloc(strlen(s) * 3 + 1);
+        if (!e)
+                return -ENOMEM;
+        p = e;
+        for (; *s; s++) {
+                unsigned char u = (unsigned char) *s;
+
+                if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') ||
+                    strchr("-._~", u) || (also_safe && strchr(also_safe, u)))
+                        *p++ = *s;
+                else {
+                        *p++ = '%';
+                        *p++ = hex[u >> 4];
+                        *p++ = hex[u & 15];
+                }
+        }
+        *p = 0;
+        *ret = e;
+        return 0;
+}
+
 bool http_error_retryable(int error) {
         switch (error) {
         case -ETIMEDOUT:

@@ -57,6 +57,10 @@ const char *http_request_header(const HttpRequest *req, const char *name);
 unsigned http_request_attempts(const HttpRequest *req);
 bool http_request_running(const HttpRequest *req);
 
+/* Percent-encodes s (uppercase hex); unreserved characters (A-Z a-z 0-9 - . _ ~) and those in
+ * also_safe (may be NULL, e.g. "/" for object keys) stay as they are. */
+int http_url_escape(const char *s, const char *also_safe, char **ret);
+
 /* The single place where CURLcode and HTTP status become errno. */
 int http_error_from_curl(CURLcode code);
 int http_error_from_status(long status);

@@ -129,26 +129,28 @@ static bool notice_more_pressing(const Notice *a, const Notice *b) {
         return a->received_at > b->received_at;
 }
 
-static void manager_pick_notice(Manager *m) {
+/* Status shows the most pressing visible notice. When notices are withdrawn, an imminent one
+ * that was shown stays (it is why the job is being drained) unless another imminent notice is
+ * visible; a withdrawn advisory leaves status. */
+static void manager_pick_notice(Manager *m, bool gone) {
         const Notice *best = NULL;
 
         for (size_t i = 0; i < m->cloud->n_known; i++)
                 if (!best || notice_more_pressing(&m->cloud->known[i], best))
                         best = &m->cloud->known[i];
-        if (best) {
+
+        if (gone && m->has_notice && m->notice.imminent && (!best || !best->imminent))
+                return;
+        m->has_notice = best;
+        if (best)
                 m->notice = *best;
-                m->has_notice = true;
-        } else if (!m->notice.imminent)
-                /* A withdrawn advisory leaves status; an imminent notice stays: it is why the
-                 * job is being drained. */
-                m->has_notice = false;
 }
 
 static void manager_on_notice(CloudWatch *w, const Notice *n, bool gone, void *userdata) {
         Manager *m = userdata;
 
         /* The lifecycle (checkpoint, upload, stop) hangs off here; for now status shows it. */
-        manager_pick_notice(m);
+        manager_pick_notice(m, gone);
         if (!gone)
                 (void) sd_notifyf(false, "STATUS=%s notice from %s (%s)", notice_kind_to_string(n->kind),
                                   cloud_watch_name(w), n->imminent ? "imminent" : "advisory");

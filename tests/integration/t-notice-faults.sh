@@ -194,6 +194,9 @@ CHANNELS=([aws]=3 [gce]=2 [azure]=1 [alibaba]=1)        # metadata paths each pr
 KIND=([aws]=spot-interruption [gce]=preempt [azure]=preempt [alibaba]=spot-interruption)
 QUERY=([aws]="in_s=120" [gce]="" [azure]="in_s=30" [alibaba]="in_s=300")
 MARGIN_MS=1500
+# 300 ms between polls: long enough that "one poll interval + margin" still catches a
+# back-off that outgrows the poll interval, short enough for a quick test.
+POLL_MS=300
 
 # GCE long-polls are capped at 1 s so that they are re-issued (and meet the faults) steadily.
 FC_ARGS=(--gce-max-wait-s 1)

@@ -186,7 +186,7 @@ static void test_rebalance_notice(void **state) {
 
 static int scheduled(const char *name, AwsScheduledEvent *ev, size_t max) {
         Body b = fixture(name);
-        int r = aws_parse_scheduled_events(b.data, b.len, ev, max);
+        int r = aws_parse_scheduled_events(b.data, b.len, max, ev);
 
         body_free(&b);
         return r;
@@ -197,6 +197,9 @@ static void test_scheduled_doc(void **state) {
         Notice n;
 
         assert_int_equal(scheduled("scheduled-empty-fakecloud.json", ev, ELEMENTSOF(ev)), 0);
+        /* an empty body says the same, tersely */
+        assert_int_equal(scheduled("empty.json", ev, ELEMENTSOF(ev)), 0);
+        assert_int_equal(aws_parse_scheduled_events(" \n", 2, ELEMENTSOF(ev), ev), 0);
 
         /* The AWS documentation's example, with its "21 Jan 2019 09:00:43 GMT" times */
         assert_int_equal(scheduled("scheduled-aws-doc.json", ev, ELEMENTSOF(ev)), 1);
@@ -285,7 +288,7 @@ static void test_scheduled_bad(void **state) {
         static const char *const bad[] = {
                 "scheduled-notbefore-number.json", "scheduled-no-eventid.json", "scheduled-no-state.json",
                 "scheduled-bad-date.json", "scheduled-non-object.json", "scheduled-eventid-space.json",
-                "wrongtype-events-maintenance-scheduled.json", "garbage-fakecloud.bin", "empty.json",
+                "wrongtype-events-maintenance-scheduled.json", "garbage-fakecloud.bin",
                 "instance-action-terminate.json", "deeply-nested.json",
         };
         AwsScheduledEvent ev[AWS_SCHEDULED_EVENTS_MAX];

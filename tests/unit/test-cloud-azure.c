@@ -89,7 +89,8 @@ static void test_garbage(void **state) {
                 assert_null(notices);
                 assert_int_equal(inc, 77);
         }
-        assert_int_equal(azure_parse_scheduled_events(NULL, 0, NOW, &(uint64_t) { 0 }, &(Notice *) { NULL }, &(size_t) { 0 }),
+        assert_int_equal(azure_parse_scheduled_events(NULL, 0, NOW, &(uint64_t) { 0 }, &(Notice *) { NULL },
+                                                      &(size_t) { 0 }),
                          -EBADMSG);
 }
 

@@ -180,10 +180,10 @@ static void test_wait_path(void **state) {
         assert_int_equal(gce_wait_path("/x", "\"a b/c+d=e&f~g.h_i-j\"", 5, &p), 0);
         assert_string_equal(p, "/x?wait_for_change=true&last_etag=%22a%20b%2Fc%2Bd%3De%26f~g.h_i-j%22&timeout_sec=5");
         free(p);
-        assert_int_equal(gce_url_escape("\xc3\xa9%", &p), 0);
+        assert_int_equal(http_url_escape("\xc3\xa9%", NULL, &p), 0);
         assert_string_equal(p, "%C3%A9%25");
         free(p);
-        assert_int_equal(gce_url_escape("", &p), 0);
+        assert_int_equal(http_url_escape("", NULL, &p), 0);
         assert_string_equal(p, "");
         free(p);
 }

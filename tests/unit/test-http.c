@@ -75,12 +75,25 @@ static void test_backoff(void **state) {
         assert_true(http_backoff(UINT32_MAX, base, max, 0.5) <= max);
 }
 
+static void test_url_escape(void **state) {
+        char *p = NULL;
+
+        assert_int_equal(http_url_escape("a b/c+d=é~._-Z9", NULL, &p), 0);
+        assert_string_equal(p, "a%20b%2Fc%2Bd%3D%C3%A9~._-Z9");
+        free(p);
+        /* object keys keep their slashes */
+        assert_int_equal(http_url_escape("ckpt/step 1/model.pt", "/", &p), 0);
+        assert_string_equal(p, "ckpt/step%201/model.pt");
+        free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status_mapping),
                 cmocka_unit_test(test_curl_mapping),
                 cmocka_unit_test(test_retryable),
                 cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_url_escape),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
