@@ -1,7 +1,8 @@
 #!/bin/bash
-# The local demo: builds trainsupd (installing what it needs), starts the daemon on a sample job
-# with console logging in a throwaway directory, asks it for its status, and stops it cleanly.
-# Nothing outside the throwaway directory is touched; no VM is powered off.
+# The local demo: builds trainsupd (installing what it needs), starts the fake cloud (an AWS-like
+# metadata service on loopback) and the daemon on a sample job with console logging in a
+# throwaway directory, posts a spot interruption notice, shows what the daemon saw in its status,
+# and stops it cleanly. Nothing outside the throwaway directory is touched; no VM is powered off.
 #
 #   scripts/demo.sh          (as root on Debian 12, or with the build dependencies installed)
 set -euo pipefail
@@ -10,26 +11,39 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if [ ! -x build/daemon/trainsupd ]; then
-        say "Building trainsupd"
-        scripts/install-deps.sh
+say "Building trainsupd"
+scripts/install-deps.sh
+if [ ! -f build/Makefile ]; then
         autoreconf -fi >/dev/null 2>&1
         mkdir -p build
-        (cd build && ../configure --enable-werror >/dev/null && make -j"$(nproc)" >/dev/null)
+        (cd build && ../configure --enable-werror >/dev/null)
 fi
+make -C build -j"$(nproc)" >/dev/null
 bin=$top/build/daemon/trainsupd
 
 demo=$(mktemp -d /tmp/trainsupd-demo.XXXXXX)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; }
+fc=""
+cleanup() {
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+        [ -n "$fc" ] && kill "$fc" 2>/dev/null || true
+        wait 2>/dev/null || true
+}
 trap cleanup EXIT
+
+say "Starting the fake cloud (AWS IMDSv2 on loopback)"
+/usr/bin/python3 "$top/scripts/fakecloud" --port 0 --port-file "$demo/fakecloud.port" --log "$demo/fakecloud.log" &
+fc=$!
+for _ in $(seq 100); do [ -s "$demo/fakecloud.port" ] && break; sleep 0.05; done
+port=$(cat "$demo/fakecloud.port")
+echo "listening on 127.0.0.1:$port"
 
 export TRAINSUPD_STATE_DIR=$demo/state TRAINSUPD_CONTROL=$demo/control
 cat >"$demo/trainsupd.json" <<JSON
 {
   "job_id": "demo-job",
   "tasks": [{ "name": "trainer", "runtime": "exec", "command": ["/bin/sh", "-c", "echo training"] }],
-  "cloud": { "provider": "none" },
+  "cloud": { "provider": "aws", "metadata_url": "http://127.0.0.1:$port" },
   "on_complete": "none"
 }
 JSON
@@ -48,6 +62,11 @@ say "trainsupd status"
 "$bin" status
 say "trainsupd status --json"
 "$bin" status --json
+
+say "The cloud announces a spot interruption in 120 s"
+curl -s -X POST "http://127.0.0.1:$port/_fake/notice?cloud=aws&kind=spot-interruption&in_s=120" >/dev/null
+for _ in $(seq 50); do "$bin" status --json | grep -q spot-interruption && break; sleep 0.1; done
+"$bin" status
 
 say "Stopping (SIGTERM)"
 kill -TERM "$pid"
