@@ -129,17 +129,17 @@ static bool notice_more_pressing(const Notice *a, const Notice *b) {
         return a->received_at > b->received_at;
 }
 
-/* Status shows the most pressing visible notice. When notices are withdrawn, an imminent one
- * that was shown stays (it is why the job is being drained) unless another imminent notice is
+/* Status shows the most pressing visible notice. An imminent notice, once shown, stays (it is
+ * why the job is being drained, and the VM is going away) unless another imminent notice is
  * visible; a withdrawn advisory leaves status. */
-static void manager_pick_notice(Manager *m, bool gone) {
+static void manager_pick_notice(Manager *m) {
         const Notice *best = NULL;
 
         for (size_t i = 0; i < m->cloud->n_known; i++)
                 if (!best || notice_more_pressing(&m->cloud->known[i], best))
                         best = &m->cloud->known[i];
 
-        if (gone && m->has_notice && m->notice.imminent && (!best || !best->imminent))
+        if (m->has_notice && m->notice.imminent && (!best || !best->imminent))
                 return;
         m->has_notice = best;
         if (best)
@@ -150,7 +150,7 @@ static void manager_on_notice(CloudWatch *w, const Notice *n, bool gone, void *u
         Manager *m = userdata;
 
         /* The lifecycle (checkpoint, upload, stop) hangs off here; for now status shows it. */
-        manager_pick_notice(m, gone);
+        manager_pick_notice(m);
         if (!gone)
                 (void) sd_notifyf(false, "STATUS=%s notice from %s (%s)", notice_kind_to_string(n->kind),
                                   cloud_watch_name(w), n->imminent ? "imminent" : "advisory");

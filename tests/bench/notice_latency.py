@@ -417,6 +417,7 @@ def footprint_loop(args, tmp):
             'private_dirty_avg_kb': avg('Private_Dirty'),
             'private_dirty_peak_kb': max(s['Private_Dirty'] for s in sums),
             'procs_avg': statistics.mean(s['n'] for s in sums), 'procs_peak': max(s['n'] for s in sums),
+            'maxrss_kb': ru.ru_maxrss,
             'bash_rss_kb': bash_only[-1]['Rss'] if bash_only else 0,
             'bash_anon_kb': bash_only[-1]['Anonymous'] if bash_only else 0}
 
@@ -534,11 +535,11 @@ def main():
                              'polls=%d' % (g['cpu_ms'], g['window_s'], g['cpu_pct'], g['polls']))
                 lines.append('             summed over its processes (avg %.2f, peak %d): rss avg=%d kB peak=%d kB  '
                              'pss avg=%d kB peak=%d kB  anonymous avg=%d kB peak=%d kB  private_dirty avg=%d kB '
-                             'peak=%d kB  (bash alone: rss=%d kB anonymous=%d kB)' % (
+                             'peak=%d kB  (bash alone: rss=%d kB anonymous=%d kB; largest process: rss %d kB)' % (
                                  g['procs_avg'], g['procs_peak'], g['rss_avg_kb'], g['rss_peak_kb'],
                                  g['pss_avg_kb'], g['pss_peak_kb'], g['anon_avg_kb'], g['anon_peak_kb'],
                                  g['private_dirty_avg_kb'], g['private_dirty_peak_kb'], g['bash_rss_kb'],
-                                 g['bash_anon_kb']))
+                                 g['bash_anon_kb'], g['maxrss_kb']))
                 log('  ' + lines[-2])
                 if f['cpu_pct'] > 0:
                     lines.append('ratios (shell loop / trainsupd): cpu %.0fx, pss avg %.1fx, anonymous avg %.1fx' % (
