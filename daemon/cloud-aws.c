@@ -76,16 +76,6 @@ static bool string_all(const char *s, const char *allowed_punct, bool lower_only
         return true;
 }
 
-/* Printable ASCII, no spaces: what may go into a header or a notice id. */
-static bool string_is_token(const char *s, size_t n) {
-        if (n == 0)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s[i] <= 0x20 || (unsigned char) s[i] >= 0x7f)
-                        return false;
-        return true;
-}
-
 static int parse_iso_time(const char *s, usec_t *ret) {
         if (strlen(s) > AWS_TIME_STRING_MAX)
                 return -EFBIG;
@@ -215,7 +205,7 @@ static int aws_parse_scheduled_event(const cJSON *o, AwsScheduledEvent *ret) {
         r = copy_limited(e.event_id, sizeof(e.event_id), s);
         if (r < 0)
                 return r;
-        if (!string_is_token(s, strlen(s)))
+        if (!imds_string_is_token(s, strlen(s)))
                 return -EBADMSG;
         r = json_required_string(o, "State", &s);
         if (r < 0)
@@ -375,7 +365,7 @@ static int credentials_string(const cJSON *j, const char *key, bool required, si
                 *ret = NULL;
                 return 0;
         }
-        if (!string_is_token(s, strlen(s)))
+        if (!imds_string_is_token(s, strlen(s)))
                 return -EBADMSG;
         *ret = strdup(s);
         return *ret ? 0 : -ENOMEM;

@@ -8,8 +8,7 @@
 #include "cloud-imds.h"
 #include "log.h"
 
-/* Printable ASCII, no spaces: what may go into a header. */
-static bool string_is_token(const char *s, size_t n) {
+bool imds_string_is_token(const char *s, size_t n) {
         if (n == 0)
                 return false;
         for (size_t i = 0; i < n; i++)
@@ -29,7 +28,7 @@ int imds_parse_token(const char *body, size_t len, char **ret) {
                 len--;
         if (len > IMDS_TOKEN_MAX)
                 return -EFBIG;
-        if (!string_is_token(body, len))
+        if (!imds_string_is_token(body, len))
                 return -EBADMSG;
         t = strndup(body, len);
         if (!t)

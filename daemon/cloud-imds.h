@@ -15,6 +15,9 @@
 #define IMDS_TOKEN_REFRESH_USEC (60 * USEC_PER_SEC)
 #define IMDS_TOKEN_MAX 1024
 
+/* Printable ASCII without spaces: what may go into a header or a notice id. */
+bool imds_string_is_token(const char *s, size_t n);
+
 typedef struct ImdsTokenScheme {
         const char *ttl_header;   /* sent with the PUT, e.g. "X-aws-ec2-metadata-token-ttl-seconds" */
         const char *token_header; /* sent with every GET, e.g. "X-aws-ec2-metadata-token" */

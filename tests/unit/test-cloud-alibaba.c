@@ -9,24 +9,11 @@
  * serves (also under its wrongtype and garbage faults), and odd ones. */
 
 static int termination_time(const char *name, usec_t *ret) {
-        char path[512], *data;
-        long n;
-        FILE *f;
+        size_t n;
+        char *data = fixture_read("cloud/alibaba", name, &n, false); /* not NUL-terminated on purpose */
         int r;
 
-        snprintf(path, sizeof(path), "%s/cloud/alibaba/%s", FIXTURES_DIR, name);
-        f = fopen(path, "re");
-        if (!f)
-                fail_msg("cannot open %s", path);
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        n = ftell(f);
-        assert_true(n >= 0);
-        rewind(f);
-        data = malloc(n ? (size_t) n : 1); /* not NUL-terminated on purpose */
-        assert_non_null(data);
-        assert_int_equal(fread(data, 1, (size_t) n, f), (size_t) n);
-        fclose(f);
-        r = alibaba_parse_termination_time(data, (size_t) n, ret);
+        r = alibaba_parse_termination_time(data, n, ret);
         free(data);
         return r;
 }

@@ -14,24 +14,9 @@ typedef struct Body {
 } Body;
 
 static Body fixture(const char *name) {
-        char path[512];
         Body b = {};
-        long n;
-        FILE *f;
 
-        snprintf(path, sizeof(path), "%s/cloud/aws/%s", FIXTURES_DIR, name);
-        f = fopen(path, "re");
-        if (!f)
-                fail_msg("cannot open %s", path);
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        n = ftell(f);
-        assert_true(n >= 0);
-        rewind(f);
-        b.len = (size_t) n;
-        b.data = malloc(b.len ? b.len : 1);
-        assert_non_null(b.data);
-        assert_int_equal(fread(b.data, 1, b.len, f), b.len);
-        fclose(f);
+        b.data = fixture_read("cloud/aws", name, &b.len, false);
         return b;
 }
 

@@ -9,25 +9,7 @@
 #define NOW ((usec_t) 1795527274 * USEC_PER_SEC)
 
 static char *fixture(const char *name, size_t *ret_len) {
-        char path[512];
-        char *buf;
-        FILE *f;
-        long n;
-
-        snprintf(path, sizeof(path), "%s/cloud/azure/%s", FIXTURES_DIR, name);
-        f = fopen(path, "re");
-        assert_non_null(f);
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        n = ftell(f);
-        assert_true(n >= 0);
-        rewind(f);
-        buf = malloc((size_t) n + 1);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
-        buf[n] = 0;
-        fclose(f);
-        *ret_len = (size_t) n;
-        return buf;
+        return fixture_read("cloud/azure", name, ret_len, true);
 }
 
 static int parse(const char *file, uint64_t *inc, Notice **notices, size_t *n) {
