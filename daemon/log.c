@@ -35,11 +35,13 @@ LogTarget log_get_target(void) {
 
         if (log_target != LOG_TARGET_AUTO)
                 return log_target;
-        /* Under systemd our stderr is a journal stream; otherwise log to the console unless
-         * journald's socket is there. */
+        /* Decided once: under systemd our stderr is a journal stream; otherwise log to the
+         * console unless journald's socket is there. */
         if (getenv("JOURNAL_STREAM") || stat("/run/systemd/journal/socket", &st) == 0)
-                return LOG_TARGET_JOURNAL;
-        return LOG_TARGET_CONSOLE;
+                log_target = LOG_TARGET_JOURNAL;
+        else
+                log_target = LOG_TARGET_CONSOLE;
+        return log_target;
 }
 
 static int buf_append(char **buf, size_t *len, const char *s, size_t n) {
