@@ -457,6 +457,7 @@ typedef struct AwsWatch {
         AwsIdentity identity;
         bool has_identity;
         AwsCredentialsFetch *fetches;
+        unsigned spot_misses;   /* consecutive 404s on spot/instance-action while a notice is known */
 } AwsWatch;
 
 struct AwsCredentialsFetch {
@@ -468,21 +469,37 @@ struct AwsCredentialsFetch {
         void *userdata;
 };
 
+#define AWS_SPOT_MISSES_TO_WITHDRAW 2U
+
 static const ImdsTokenScheme aws_token_scheme = {
         .ttl_header = "X-aws-ec2-metadata-token-ttl-seconds",
         .token_header = "X-aws-ec2-metadata-token",
 };
 
+static bool aws_spot_known(const CloudWatch *w) {
+        for (size_t i = 0; i < w->n_known; i++)
+                if (streq(w->known[i].id, AWS_SPOT_NOTICE_ID))
+                        return true;
+        return false;
+}
+
 static int aws_on_spot(CloudWatch *w, const char *channel, long status, const char *body, size_t len,
                        void *userdata) {
+        AwsWatch *aws = userdata;
         AwsInstanceAction a;
         Notice n;
         int r;
 
         if (status == 404) {
+                /* AWS never takes an instance-action back: one stray 404 must not withdraw an
+                 * interruption (and announce it again a poll later). Two in a row do. */
+                if (aws_spot_known(w) && ++aws->spot_misses < AWS_SPOT_MISSES_TO_WITHDRAW)
+                        return 0;
+                aws->spot_misses = 0;
                 cloud_watch_update(w, channel, NULL, 0);
                 return 0;
         }
+        aws->spot_misses = 0;
         r = aws_parse_instance_action(body, len, &a);
         if (r < 0)
                 return r;

@@ -10,7 +10,7 @@
 # expiry is survived. Then the same with cloud.provider "auto" and EC2's DMI strings.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
-plan 50
+plan 52
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/notice-lib.sh"
 
 AWS_SPOT=/latest/meta-data/spot/instance-action
@@ -66,6 +66,12 @@ for action in terminate stop hibernate; do
                 st=$(status_notice)
                 if near "$(echo "$st" | cut -d' ' -f3)" "$dl" 1000; then ok "spot: the first deadline is kept"; else
                         not_ok "spot: the first deadline is kept"; diag "status: $st, first deadline $dl"; fi
+                # One stray 404 does not withdraw an interruption (AWS never takes one back).
+                c0=$(n_events notice-cancelled)
+                fc POST "/_fake/fault?cloud=aws&mode=404&count=1&path=$AWS_SPOT" >/dev/null
+                wait_requests aws 9 || diag "fewer polls than expected"
+                is "$(n_events notice-cancelled)" "$c0" "spot: a single 404 does not withdraw the interruption"
+                is "$(n_events notice)" $((N0 + 1)) "spot: ... nor announce it again"
         fi
         fc POST "/_fake/clear?cloud=aws&kind=spot-interruption" >/dev/null
         expect_cancel "spot $action cleared" spot-interruption
