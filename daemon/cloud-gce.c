@@ -476,14 +476,20 @@ static void gce_fetch_on_done(HttpRequest *req, int error, void *userdata) {
                 explicit_bzero(token, strlen(token));
 }
 
-static int gce_fetch_new(CloudWatch *w, const char *path, size_t max_response, GceFetch **ret) {
+/* One read of path, answered through on_token (parsed as a token) or on_value (the raw body). */
+static int gce_fetch_start(CloudWatch *w, const char *path, size_t max_response, GceTokenHandler on_token,
+                           GceValueHandler on_value, void *userdata, GceFetch **ret) {
         _cleanup_(gce_fetch_freep) GceFetch *f = NULL;
         int r;
 
         f = calloc(1, sizeof(GceFetch));
         if (!f)
                 return -ENOMEM;
+        *f = (GceFetch) { .on_token = on_token, .on_value = on_value, .userdata = userdata };
         r = gce_request(w, path, max_response, &f->req);
+        if (r < 0)
+                return r;
+        r = http_request_start(f->req, gce_fetch_on_done, f);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(f);
@@ -491,39 +497,16 @@ static int gce_fetch_new(CloudWatch *w, const char *path, size_t max_response, G
 }
 
 int gce_fetch_token(CloudWatch *w, GceTokenHandler handler, void *userdata, GceFetch **ret) {
-        _cleanup_(gce_fetch_freep) GceFetch *f = NULL;
-        int r;
-
-        r = gce_fetch_new(w, GCE_PATH_TOKEN, GCE_TOKEN_MAX_RESPONSE, &f);
-        if (r < 0)
-                return r;
-        f->on_token = handler;
-        f->userdata = userdata;
-        r = http_request_start(f->req, gce_fetch_on_done, f);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(f);
-        return 0;
+        return gce_fetch_start(w, GCE_PATH_TOKEN, GCE_TOKEN_MAX_RESPONSE, handler, NULL, userdata, ret);
 }
 
 int gce_fetch_attribute(CloudWatch *w, const char *key, GceValueHandler handler, void *userdata,
                         GceFetch **ret) {
-        _cleanup_(gce_fetch_freep) GceFetch *f = NULL;
         _cleanup_free_ char *path = NULL;
-        int r;
 
         if (!gce_attribute_key_valid(key))
                 return -EINVAL;
         if (asprintf(&path, GCE_PATH_ATTRIBUTES "%s", key) < 0)
                 return -ENOMEM;
-        r = gce_fetch_new(w, path, GCE_ATTRIBUTE_MAX_RESPONSE, &f);
-        if (r < 0)
-                return r;
-        f->on_value = handler;
-        f->userdata = userdata;
-        r = http_request_start(f->req, gce_fetch_on_done, f);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(f);
-        return 0;
+        return gce_fetch_start(w, path, GCE_ATTRIBUTE_MAX_RESPONSE, NULL, handler, userdata, ret);
 }
