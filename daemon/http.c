@@ -28,6 +28,9 @@ struct HttpRequest {
 
         HttpRequestDone done;
         void *userdata;
+        HttpStreamFunc stream;
+        void *stream_userdata;
+        int stream_error;
         sd_event_source *retry_timer;
         unsigned attempt;
         bool running;
@@ -177,6 +180,7 @@ static double random_unit(void) {
 
 static void http_request_reset_answer(HttpRequest *req) {
         req->status = 0;
+        req->stream_error = 0;
         req->response = mfree(req->response);
         req->response_len = 0;
         req->response_too_large = false;
@@ -205,10 +209,29 @@ HttpRequest *http_request_free(HttpRequest *req) {
         return mfree(req);
 }
 
+static bool http_request_streaming_now(HttpRequest *req) {
+        long status = 0;
+
+        if (!req->stream)
+                return false;
+        (void) curl_easy_getinfo(req->curl, CURLINFO_RESPONSE_CODE, &status);
+        return status >= 200 && status < 300;
+}
+
 static size_t http_on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         HttpRequest *req = userdata;
         size_t n = size * nmemb;
         char *c;
+
+        if (http_request_streaming_now(req)) {
+                int r = req->stream(req, ptr, n, req->stream_userdata);
+
+                if (r < 0) {
+                        req->stream_error = r;
+                        return 0; /* aborts the transfer */
+                }
+                return n;
+        }
 
         if (req->response_len + n > req->max_response) {
                 req->response_too_large = true;
@@ -342,6 +365,11 @@ void http_request_set_accept_status(HttpRequest *req, long status) {
                 req->accept_status[req->n_accept_status++] = status;
 }
 
+void http_request_set_stream(HttpRequest *req, HttpStreamFunc fn, void *userdata) {
+        req->stream = fn;
+        req->stream_userdata = userdata;
+}
+
 CURL *http_request_get_curl(HttpRequest *req) {
         return req->curl;
 }
@@ -373,7 +401,8 @@ static int http_request_attempt(HttpRequest *req) {
         req->attempt++;
         if (curl_easy_setopt(req->curl, CURLOPT_CONNECTTIMEOUT_MS,
                              (long) MAX(req->connect_timeout / USEC_PER_MSEC, 1)) != CURLE_OK ||
-            curl_easy_setopt(req->curl, CURLOPT_TIMEOUT_MS, (long) MAX(total / USEC_PER_MSEC, 1)) != CURLE_OK)
+            curl_easy_setopt(req->curl, CURLOPT_TIMEOUT_MS,
+                             total == USEC_INFINITY ? 0L : (long) MAX(total / USEC_PER_MSEC, 1)) != CURLE_OK)
                 return -EIO;
         r = curl_glue_add(req->glue, req->curl);
         if (r < 0)
@@ -466,6 +495,8 @@ static bool http_request_schedule_retry(HttpRequest *req, int error) {
 
 static int http_request_result(HttpRequest *req, CURLcode result) {
         if (result != CURLE_OK) {
+                if (req->stream_error < 0)
+                        return req->stream_error;
                 if (req->response_too_large)
                         return -EFBIG;
                 return http_error_from_curl(result);

@@ -43,6 +43,14 @@ void http_request_set_no_proxy(HttpRequest *req, bool b);
 int http_request_set_ca_file(HttpRequest *req, const char *path);
 /* Statuses the caller wants as 0 even though they are not 2xx (e.g. 404 = "no notice"). */
 void http_request_set_accept_status(HttpRequest *req, long status);
+/* Streams the body of a 2xx answer to fn as it arrives instead of keeping it (the cap does not
+ * apply); a non-2xx body is still kept for the error message. fn returns 0, or a negative errno
+ * to abort the transfer (the done callback then gets that error). fn must not free the request.
+ * Give a streaming request an infinite total timeout (USEC_INFINITY): Docker's log and wait
+ * streams stay open for as long as the task runs. */
+typedef int (*HttpStreamFunc)(HttpRequest *req, const char *data, size_t len, void *userdata);
+void http_request_set_stream(HttpRequest *req, HttpStreamFunc fn, void *userdata);
+
 /* Lets a caller set further curl options (SigV4, ...) before start. */
 CURL *http_request_get_curl(HttpRequest *req);
 

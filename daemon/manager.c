@@ -4,32 +4,19 @@
 #include <systemd/sd-daemon.h>
 
 #include "cloud-detect.h"
+#include "fs-util.h"
 #include "http.h"
 #include "log.h"
 #include "manager.h"
-
-int mkdir_p(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
 
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         control_server_free(m->control);
+        for (size_t i = 0; m->task_objs && i < m->config->n_tasks; i++)
+                task_free(m->task_objs[i]);
+        free(m->task_objs);
+        sd_event_source_disable_unref(m->exit_timer);
         cloud_watch_free(m->cloud);
         curl_glue_free(m->glue);
         sd_event_unref(m->event);
@@ -40,18 +27,84 @@ Manager *manager_free(Manager *m) {
         return mfree(m);
 }
 
+static bool manager_tasks_settled(Manager *m) {
+        for (size_t i = 0; i < m->config->n_tasks; i++)
+                if (m->task_objs[i] && !task_is_settled(m->task_objs[i]))
+                        return false;
+        return true;
+}
+
+static int manager_on_exit_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("Tasks did not end in time, exiting anyway");
+        return sd_event_exit(m->event, 0);
+}
+
+/* SIGTERM that is not a system shutdown: containers and transient units keep running for the
+ * next daemon; plain children cannot outlive the daemon and are stopped first. */
+static void manager_begin_exit(Manager *m) {
+        unsigned grace = 0;
+        bool wait = false;
+
+        m->exiting = true;
+        for (size_t i = 0; i < m->config->n_tasks; i++) {
+                if (!m->task_objs[i])
+                        continue;
+                if (!task_shutdown(m->task_objs[i]))
+                        wait = true;
+                grace = MAX(grace, m->config->tasks[i].stop_grace_s);
+        }
+        if (!wait) {
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        if (sd_event_add_time_relative(m->event, &m->exit_timer, CLOCK_BOOTTIME,
+                                       ((usec_t) grace + 10) * USEC_PER_SEC, USEC_PER_SEC, manager_on_exit_timer, m) < 0)
+                (void) sd_event_exit(m->event, 0);
+}
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
+        if (m->exiting)
+                return 0;
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
         log_event_fields(EVENT_STOPPING, ((const LogField[]) { { "SIGNAL", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM" } }),
                          "Received %s, stopping", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        return sd_event_exit(m->event, 0);
+        manager_begin_exit(m);
+        return 0;
+}
+
+/* The job's phase follows its tasks: completed when all completed, failed when all settled and
+ * one failed. (Final sync and power-off arrive with the lifecycle.) */
+static void manager_on_task_change(Task *t, void *userdata) {
+        Manager *m = userdata;
+        bool all_completed = true, any_failed = false;
+
+        if (m->exiting) {
+                if (manager_tasks_settled(m))
+                        (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        for (size_t i = 0; i < m->config->n_tasks; i++) {
+                Task *x = m->task_objs[i];
+
+                if (!x || !task_is_settled(x))
+                        return;
+                all_completed = all_completed && x->state == TASK_STATE_COMPLETED;
+                any_failed = any_failed || x->state == TASK_STATE_FAILED;
+        }
+        if (all_completed && m->phase != PHASE_COMPLETED)
+                manager_set_phase(m, PHASE_COMPLETED);
+        else if (any_failed && m->phase != PHASE_FAILED)
+                manager_set_phase(m, PHASE_FAILED);
 }
 
 static int manager_setup_tasks(Manager *m) {
         m->tasks = calloc(m->config->n_tasks, sizeof(TaskStatus));
-        if (!m->tasks)
+        m->task_objs = calloc(m->config->n_tasks, sizeof(Task *));
+        if (!m->tasks || !m->task_objs)
                 return -ENOMEM;
         for (size_t i = 0; i < m->config->n_tasks; i++)
                 m->tasks[i] = (TaskStatus) { .name = m->config->tasks[i].name, .state = TASK_STATE_PENDING };
@@ -101,6 +154,10 @@ void manager_set_phase(Manager *m, Phase p) {
 }
 
 cJSON *manager_status_json(Manager *m) {
+        for (size_t i = 0; i < m->config->n_tasks; i++)
+                if (m->task_objs[i])
+                        task_fill_status(m->task_objs[i], &m->tasks[i]);
+
         const NoticeInfo notice = {
                 .kind = m->has_notice ? notice_kind_to_string(m->notice.kind) : NULL,
                 .imminent = m->notice.imminent,
@@ -171,6 +228,64 @@ static int manager_start_cloud(Manager *m) {
         return 0;
 }
 
+static bool param_true(const cJSON *parameters, const char *key) {
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(parameters, key));
+}
+
+static void manager_control_stop(Manager *m, ControlClient *c, const cJSON *parameters) {
+        _cleanup_(cJSON_Deletep) cJSON *reply = cJSON_CreateObject();
+
+        if (param_true(parameters, "checkpoint")) {
+                (void) control_client_error(c, CONTROL_ERROR_NOT_AVAILABLE,
+                                            "stop --checkpoint needs checkpoint snapshots, which this daemon does not make yet");
+                return;
+        }
+        log_info("Stopping the tasks on request");
+        for (size_t i = 0; i < m->config->n_tasks; i++)
+                if (m->task_objs[i])
+                        (void) task_stop(m->task_objs[i]);
+        if (!reply || !cJSON_AddBoolToObject(reply, "stopping", true))
+                (void) control_client_error(c, CONTROL_ERROR_FAILED, "out of memory");
+        else
+                (void) control_client_reply(c, reply);
+}
+
+/* Sends the checkpoint signal to the tasks (all, or the one named). Snapshots of the result
+ * arrive with object storage; --wait needs them and is refused until then. */
+static void manager_control_checkpoint(Manager *m, ControlClient *c, const cJSON *parameters) {
+        _cleanup_(cJSON_Deletep) cJSON *reply = cJSON_CreateObject();
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(parameters, "task");
+        int sig = m->config->checkpoint_signal;
+        cJSON *sent;
+
+        if (param_true(parameters, "wait")) {
+                (void) control_client_error(c, CONTROL_ERROR_NOT_AVAILABLE,
+                                            "checkpoint --wait needs checkpoint snapshots, which this daemon does not make yet");
+                return;
+        }
+        if (cJSON_IsString(name) && !config_find_task(m->config, name->valuestring)) {
+                (void) control_client_error(c, CONTROL_ERROR_INVALID_REQUEST, "no task named %s", name->valuestring);
+                return;
+        }
+        if (!reply || !(sent = cJSON_AddArrayToObject(reply, "signalled"))) {
+                (void) control_client_error(c, CONTROL_ERROR_FAILED, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < m->config->n_tasks && sig > 0; i++) {
+                Task *t = m->task_objs[i];
+
+                if (!t || (cJSON_IsString(name) && !streq(name->valuestring, t->name)))
+                        continue;
+                if (task_signal(t, sig) < 0)
+                        continue;
+                log_event_fields(EVENT_CHECKPOINT_REQUESTED,
+                                 ((const LogField[]) { { "TASK", t->name }, { "SIGNAL", signal_to_config_string(sig) } }),
+                                 "Asked task %s for a checkpoint (%s)", t->name, signal_to_config_string(sig));
+                cJSON_AddItemToArray(sent, cJSON_CreateString(t->name));
+        }
+        (void) control_client_reply(c, reply);
+}
+
 static void manager_on_control(ControlClient *c, const char *method, const cJSON *parameters, void *userdata) {
         Manager *m = userdata;
 
@@ -189,9 +304,10 @@ static void manager_on_control(ControlClient *c, const char *method, const cJSON
                                                     method);
                         return;
                 }
-                (void) control_client_error(c, CONTROL_ERROR_NOT_AVAILABLE,
-                                            "this daemon does not run tasks yet, nothing to %s",
-                                            streq(method, CONTROL_METHOD_STOP) ? "stop" : "checkpoint");
+                if (streq(method, CONTROL_METHOD_STOP))
+                        manager_control_stop(m, c, parameters);
+                else
+                        manager_control_checkpoint(m, c, parameters);
                 return;
         }
         (void) control_client_error(c, CONTROL_ERROR_METHOD_NOT_FOUND, "unknown method %s", method);
@@ -235,6 +351,33 @@ static int manager_bind_control(Manager *m) {
         return 0;
 }
 
+static int manager_start_tasks(Manager *m) {
+        int r;
+
+        for (size_t i = 0; i < m->config->n_tasks; i++) {
+                const TaskParams p = {
+                        .event = m->event,
+                        .glue = m->glue,
+                        .config = m->config,
+                        .tc = &m->config->tasks[i],
+                        .state_dir = m->state_dir,
+                        .on_change = manager_on_task_change,
+                        .userdata = m,
+                };
+
+                r = task_new(&m->task_objs[i], &p);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up task %s: %m", m->config->tasks[i].name);
+        }
+        manager_set_phase(m, PHASE_RUNNING);
+        for (size_t i = 0; i < m->config->n_tasks; i++) {
+                r = task_start(m->task_objs[i]);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot start task %s: %m", m->config->tasks[i].name);
+        }
+        return 0;
+}
+
 int manager_start(Manager *m) {
         const char *provider = cloud_provider_to_string(m->provider);
         int r;
@@ -254,7 +397,7 @@ int manager_start(Manager *m) {
                          m->config->job_id, m->config->n_tasks, m->config->n_tasks == 1 ? "" : "s", provider);
         (void) sd_notify(false, "READY=1");
         manager_set_phase(m, PHASE_STARTING);
-        return 0;
+        return manager_start_tasks(m);
 }
 
 int manager_run(Manager *m) {

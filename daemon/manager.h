@@ -9,6 +9,7 @@
 #include "control.h"
 #include "curl-glue.h"
 #include "status.h"
+#include "task.h"
 
 /* The daemon: owns the event loop, the curl glue, the config, the control socket and (as later
  * capabilities arrive) the subsystems. One thread; nothing blocks the loop. */
@@ -36,7 +37,10 @@ typedef struct Manager {
         bool has_notice;
 
         Phase phase;
-        TaskStatus *tasks;      /* one per config task; names borrowed from the config */
+        Task **task_objs;       /* one per config task */
+        TaskStatus *tasks;      /* their status, refreshed for each status answer */
+        bool exiting;           /* SIGTERM: waiting for plain children to end */
+        sd_event_source *exit_timer;
         usec_t started_at;      /* CLOCK_REALTIME */
 } Manager;
 
@@ -53,6 +57,3 @@ int manager_run(Manager *m);
 void manager_set_phase(Manager *m, Phase p);
 /* The status object of INTERFACE.md. */
 cJSON *manager_status_json(Manager *m);
-
-/* mkdir -p with the given mode for the parts it creates. */
-int mkdir_p(const char *path, mode_t mode);

@@ -163,7 +163,8 @@ static void format_task(const cJSON *t, FILE *f) {
 
         fprintf(f, "    %s: %s", strna(jstr(t, "name")), strna(jstr(t, "state")));
         if (jstr(t, "container"))
-                fprintf(f, " [%s]", jstr(t, "container"));
+                /* A container id is shown short, as docker ps does; "pid:N" whole. */
+                fprintf(f, " [%.*s]", strlen(jstr(t, "container")) == 64 ? 12 : 64, jstr(t, "container"));
         if (jnum(t, "restarts") > 0)
                 fprintf(f, ", %.0f restarts", jnum(t, "restarts"));
         if (cJSON_IsNumber(ec))

@@ -188,6 +188,11 @@ wait_for() {
         return 1
 }
 
+# wait_for_log FILE REGEX SECONDS: until a line of FILE matches the (extended) REGEX.
+wait_for_log() {
+        wait_for "$3" grep -Eq -- "$2" "$1"
+}
+
 # now_ms: CLOCK_REALTIME in milliseconds.
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 

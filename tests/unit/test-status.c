@@ -85,8 +85,12 @@ static void test_full_status(void **state) {
 }
 
 static void test_human(void **state) {
-        const TaskStatus t[] = { { .name = "trainer", .state = TASK_STATE_RUNNING, .container = "3f2a" } };
-        const StatusView v = { .job_id = "resnet", .provider = "gce", .phase = PHASE_RUNNING, .tasks = t, .n_tasks = 1,
+        const TaskStatus t[] = {
+                { .name = "trainer", .state = TASK_STATE_RUNNING, .container = "3f2a" },
+                { .name = "eval", .state = TASK_STATE_RUNNING,
+                  .container = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" },
+        };
+        const StatusView v = { .job_id = "resnet", .provider = "gce", .phase = PHASE_RUNNING, .tasks = t, .n_tasks = 2,
                                .notice = { .kind = "preempt", .imminent = true, .received_at = 1795449600000000ULL,
                                            .deadline = 1795449630000000ULL } };
         _cleanup_(cJSON_Deletep) cJSON *o = status_to_json(&v);
@@ -103,6 +107,7 @@ static void test_human(void **state) {
         assert_non_null(strstr(buf, "Notice: preempt (imminent)"));
         assert_non_null(strstr(buf, "deadline 2026-11-23T16:00:30.000Z"));
         assert_non_null(strstr(buf, "trainer: running [3f2a]"));
+        assert_non_null(strstr(buf, "eval: running [0123456789ab]\n")); /* a container id, short */
         assert_non_null(strstr(buf, "Snapshot: none"));
         free(buf);
 }
