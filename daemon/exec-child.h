@@ -96,3 +96,40 @@ int exec_pid_file_parse(const char *text, pid_t *ret_pid, uint64_t *ret_starttim
  * for any other code (no exit status). ExecMainCode/ExecMainStatus of a systemd unit use the
  * same values. */
 bool exec_exit_from_status(int code, int status, TaskExit *ret);
+
+/* ---- internal to the child mode: shared by exec-child.c (the parent) and exec-spawn.c (the
+ * forked child) */
+
+/* What the child reports through the CLOEXEC pipe when it cannot exec. */
+typedef enum ExecStage {
+        EXEC_STAGE_SETUP,
+        EXEC_STAGE_USER,
+        EXEC_STAGE_CREDENTIALS,
+        EXEC_STAGE_CHDIR,
+        EXEC_STAGE_EXEC,
+} ExecStage;
+
+typedef struct ExecReport {
+        int32_t stage;
+        int32_t error;
+} ExecReport;
+
+/* Everything the child needs, prepared before fork() so that the child only makes system calls
+ * (plus the user database lookup). */
+typedef struct ExecPlan {
+        char **candidates;
+        char **argv;
+        char **env;
+        const char *workdir;
+        bool has_user;
+        ExecUser user;
+        pid_t parent;
+        int null_fd;
+        int out_fd;
+        int err_fd;
+        int report_fd;
+} ExecPlan;
+
+/* In the forked child: sets the process up as p says and execs the command; on failure writes
+ * an ExecReport to p->report_fd and exits 127 or 126. Never returns. */
+_Noreturn void exec_run_child(ExecPlan *p);

@@ -14,7 +14,8 @@
  * outside the daemon's KillMode=, so it survives a daemon restart and the next daemon adopts
  * it by name. Every bus call is asynchronous (sd_bus_call_async() on the task's event loop).
  *
- * The unit (exec_unit_append_properties() builds its properties, tested without a bus):
+ * The unit (exec_unit_append_properties() builds its properties, in exec-unit-props.c, tested
+ * without a bus):
  * - ExecStart= as systemd's transient setter wants it, a(sasb): (path, argv, ignore-failure
  *   false), path being argv[0] resolved against the PATH of the task's environment.
  * - Type=exec: the start job ends only once execve() succeeded, so "command cannot run" (a

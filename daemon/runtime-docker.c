@@ -7,101 +7,29 @@
 #include "docker-api.h"
 #include "http.h"
 #include "log.h"
+#include "runtime-docker.h"
 #include "runtime.h"
-#include "task-output.h"
 #include "task.h"
 
 /* The "docker" runtime: one container per task, driven through the Docker Engine API v1.41 on a
  * unix socket (Docker, or Podman's compatible service). Every step is one asynchronous request;
- * the container is found again by its labels, so a daemon that restarts adopts it. */
+ * the container is found again by its labels, so a daemon that restarts adopts it.
+ * Watching a running container is in runtime-docker-watch.c. */
 
 #define DOCKER_REQUEST_MAX_RESPONSE (1024U * 1024U)
-#define DOCKER_REQUEST_TIMEOUT_USEC (60 * USEC_PER_SEC)
 #define DOCKER_PULL_TIMEOUT_USEC (6 * 3600 * USEC_PER_SEC) /* a hung pull must end some day */
-#define DOCKER_STOP_MARGIN_USEC (30 * USEC_PER_SEC)
 #define DOCKER_PULL_PROGRESS_INTERVAL (5 * USEC_PER_SEC)
-#define DOCKER_RETRY_MIN_USEC (500 * USEC_PER_MSEC)
-#define DOCKER_RETRY_MAX_USEC (5 * USEC_PER_SEC) /* a local socket: cheap to ask again */
-#define DOCKER_LOG_DRAIN_USEC (2 * USEC_PER_SEC) /* output that trails the exit */
 #define DOCKER_CONFLICTS_MAX 3U
-#define DOCKER_INIT_CHECK_BYTES DOCKER_MESSAGE_MAX /* the init complains first, before any output */
 
-typedef struct DockerRuntime DockerRuntime;
-
-/* A request nobody waits for (kill, stop, removal of extra containers): owned by a list. */
-typedef enum DockerAuxKind {
-        DOCKER_AUX_KILL,
-        DOCKER_AUX_STOP,
-        DOCKER_AUX_REMOVE,
-} DockerAuxKind;
-
-typedef struct DockerAux {
-        DockerRuntime *d;
-        HttpRequest *req;
-        DockerAuxKind kind;
-        char what[64];
-        struct DockerAux *next;
-} DockerAux;
-
-struct DockerRuntime {
-        Task *t;
-
-        /* find/launch: one step at a time */
-        HttpRequest *op;
-        bool conflict_mode;     /* find() logic after a name conflict at create */
-        unsigned conflicts;     /* consecutive name conflicts without a successful create */
-        char *launch_id;        /* the container being created/started */
-        DockerPull pull;
-        usec_t pull_last_log;
-
-        /* the removal a launch waits for */
-        HttpRequest *removal;
-        bool removal_due;       /* an exit is being reported; the removal follows */
-        bool launch_pending;
-
-        /* the container watched */
-        char *id;
-        bool watching;
-        bool exiting;           /* the exit is known, waiting for the output to drain */
-        TaskExit exit;
-        uint64_t since;         /* unix seconds for the logs request */
-        HttpRequest *logs;
-        HttpRequest *wait;
-        HttpRequest *inspect;
-        usec_t wait_started;    /* CLOCK_BOOTTIME */
-        unsigned wait_failures;
-        unsigned logs_failures;
-        bool engine_lost;       /* a record said so; the next success says it is back */
-        bool need_inspect;      /* the timer inspects (else it resumes the wait and the logs) */
-        sd_event_source *timer; /* watch retries and the output drain */
-        DockerDemux demux;
-        TaskOutput *out[2];
-        char stderr_head[DOCKER_INIT_CHECK_BYTES]; /* the beginning of stderr, for the init's complaint */
-        size_t stderr_head_len;
-        bool init_failure_logged;
-        bool logs_bad_logged;
-
-        DockerAux *aux;
-        bool detached;
-};
-
-/* 1 s, 2 s, 4 s, ... capped: retries against the engine. */
-static usec_t docker_backoff(unsigned failures) {
-        return MIN(DOCKER_RETRY_MIN_USEC << MIN(failures, 6U), DOCKER_RETRY_MAX_USEC);
-}
-
-static uint64_t docker_now_sec(void) {
+uint64_t docker_now_sec(void) {
         return (uint64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC);
 }
 
 /* ---------------------------------------------------------------- records */
 
-static const char *docker_command_name(DockerRuntime *d) {
+const char *docker_command_name(DockerRuntime *d) {
         return d->t->tc->command ? d->t->tc->command[0] : "(the image's default)";
 }
-
-#define docker_log_error(d, ...)                                                                      \
-        log_event_prio(LOG_ERR, EVENT_ERROR, ((const LogField[]) { { "TASK", (d)->t->name } }), __VA_ARGS__)
 
 /* Why the engine cannot be reached: curl only says "could not connect" for a unix socket. */
 static int docker_refine_connect_error(const char *socket, int error, const char **ret_reason) {
@@ -125,7 +53,7 @@ static int docker_refine_connect_error(const char *socket, int error, const char
 }
 
 /* Logs why a request failed and returns the errno that stands for it. */
-static int docker_log_request_failure(DockerRuntime *d, const char *what, HttpRequest *req, int error) {
+int docker_log_request_failure(DockerRuntime *d, const char *what, HttpRequest *req, int error) {
         const char *socket = d->t->config->docker_socket;
         long status = req ? http_request_status(req) : 0;
         char msg[DOCKER_MESSAGE_MAX + 1];
@@ -160,7 +88,7 @@ static const char *docker_body_message(HttpRequest *req, char buf[static DOCKER_
 
 /* ---------------------------------------------------------------- requests */
 
-static int docker_request(DockerRuntime *d, const char *method, const char *path, HttpRequest **ret) {
+int docker_request(DockerRuntime *d, const char *method, const char *path, HttpRequest **ret) {
         _cleanup_(http_request_freep) HttpRequest *req = NULL;
         _cleanup_free_ char *url = NULL;
         int r;
@@ -180,13 +108,6 @@ static int docker_request(DockerRuntime *d, const char *method, const char *path
         return 0;
 }
 
-/* A request that stays open as long as the container runs: no total timeout, no low-speed abort. */
-static int docker_request_long(HttpRequest *req) {
-        http_request_set_timeouts(req, HTTP_DEFAULT_CONNECT_TIMEOUT_USEC, USEC_INFINITY);
-        if (curl_easy_setopt(http_request_get_curl(req), CURLOPT_LOW_SPEED_TIME, 0L) != CURLE_OK)
-                return -EIO;
-        return 0;
-}
 
 static int docker_start_op(DockerRuntime *d, const char *method, const char *path, HttpRequestDone done) {
         _cleanup_(http_request_freep) HttpRequest *req = NULL;
@@ -203,7 +124,7 @@ static int docker_start_op(DockerRuntime *d, const char *method, const char *pat
         return 0;
 }
 
-static int docker_container_path(const char *id, const char *tail, char **ret) {
+int docker_container_path(const char *id, const char *tail, char **ret) {
         return asprintf(ret, "/containers/%s%s", id, tail) < 0 ? -ENOMEM : 0;
 }
 
@@ -241,8 +162,8 @@ static void docker_aux_on_done(HttpRequest *req, int error, void *userdata) {
         docker_aux_free(a);
 }
 
-static int docker_aux_start(DockerRuntime *d, DockerAuxKind kind, const char *method, const char *path,
-                            usec_t timeout, const char *what) {
+int docker_aux_start(DockerRuntime *d, DockerAuxKind kind, const char *method, const char *path, usec_t timeout,
+                     const char *what) {
         _cleanup_free_ DockerAux *a = NULL;
         int r;
 
@@ -294,7 +215,7 @@ static void docker_removal_on_done(HttpRequest *req, int error, void *userdata) 
 }
 
 /* Removes an exited container; a launch() meanwhile waits for it. */
-static void docker_remove(DockerRuntime *d, const char *id) {
+void docker_remove(DockerRuntime *d, const char *id) {
         _cleanup_(http_request_freep) HttpRequest *req = NULL;
         _cleanup_free_ char *path = NULL;
         int r;
@@ -320,332 +241,6 @@ static void docker_remove(DockerRuntime *d, const char *id) {
                 return;
         }
         d->removal = TAKE_PTR(req);
-}
-
-/* ---------------------------------------------------------------- watching a container */
-
-static void docker_watch_stop(DockerRuntime *d) {
-        d->logs = http_request_free(d->logs);
-        d->wait = http_request_free(d->wait);
-        d->inspect = http_request_free(d->inspect);
-        d->timer = sd_event_source_disable_unref(d->timer);
-        for (size_t i = 0; i < ELEMENTSOF(d->out); i++)
-                d->out[i] = task_output_free(d->out[i]);
-        d->watching = false;
-        d->exiting = false;
-}
-
-static int docker_logs_on_data(HttpRequest *req, const char *data, size_t len, void *userdata);
-static void docker_logs_on_done(HttpRequest *req, int error, void *userdata);
-static void docker_wait_on_done(HttpRequest *req, int error, void *userdata);
-static void docker_watch_inspect(DockerRuntime *d);
-static void docker_watch_retry(DockerRuntime *d, usec_t delay);
-
-static int docker_logs_issue(DockerRuntime *d) {
-        _cleanup_(http_request_freep) HttpRequest *req = NULL;
-        _cleanup_free_ char *path = NULL;
-        char tail[96];
-        int r;
-
-        assert(!d->logs);
-        snprintf(tail, sizeof(tail), "/logs?follow=1&stdout=1&stderr=1&since=%" PRIu64, d->since);
-        r = docker_container_path(d->id, tail, &path);
-        if (r >= 0)
-                r = docker_request(d, "GET", path, &req);
-        if (r >= 0)
-                r = docker_request_long(req);
-        if (r < 0)
-                return r;
-        http_request_set_stream(req, docker_logs_on_data, d);
-        d->demux = (DockerDemux) {};
-        r = http_request_start(req, docker_logs_on_done, d);
-        if (r < 0)
-                return r;
-        d->logs = TAKE_PTR(req);
-        return 0;
-}
-
-static int docker_wait_issue(DockerRuntime *d) {
-        _cleanup_(http_request_freep) HttpRequest *req = NULL;
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        assert(!d->wait);
-        r = docker_container_path(d->id, "/wait?condition=not-running", &path);
-        if (r >= 0)
-                r = docker_request(d, "POST", path, &req);
-        if (r >= 0)
-                r = docker_request_long(req);
-        if (r < 0)
-                return r;
-        http_request_set_max_response(req, 64U * 1024U);
-        r = http_request_start(req, docker_wait_on_done, d);
-        if (r < 0)
-                return r;
-        d->wait = TAKE_PTR(req);
-        d->wait_started = now_usec(CLOCK_BOOTTIME);
-        return 0;
-}
-
-/* (Re)issues whichever of the two long requests is not running. */
-static int docker_watch_resume(DockerRuntime *d) {
-        int r;
-
-        if (!d->wait) {
-                r = docker_wait_issue(d);
-                if (r < 0)
-                        return r;
-        }
-        if (!d->logs && d->out[0] && d->out[1]) {
-                r = docker_logs_issue(d);
-                if (r < 0)
-                        log_warning_errno(r, "Task %s: cannot follow the container's output: %m",
-                                          d->t->name);
-        }
-        return 0;
-}
-
-static int docker_watch(DockerRuntime *d, const char *id, uint64_t since) {
-        char *copy = strdup(id);
-        int r;
-
-        if (!copy)
-                return -ENOMEM;
-        docker_watch_stop(d);
-        free(d->id);
-        d->id = copy;
-        d->since = since;
-        d->watching = true;
-        d->exit = (TaskExit) {};
-        d->wait_failures = d->logs_failures = 0;
-        d->stderr_head_len = 0;
-        d->init_failure_logged = d->logs_bad_logged = false;
-        d->engine_lost = d->need_inspect = false;
-        for (size_t i = 0; i < ELEMENTSOF(d->out); i++) {
-                r = task_output_new(&d->out[i], d->t->name);
-                if (r < 0)
-                        log_warning_errno(r, "Task %s: cannot follow the container's output: %m",
-                                          d->t->name);
-        }
-        r = docker_watch_resume(d);
-        if (r < 0)
-                docker_watch_retry(d, DOCKER_RETRY_MIN_USEC);
-        return 0;
-}
-
-/* The complaint may come in pieces: look at the beginning of stderr as a whole. */
-static void docker_check_init_failure(DockerRuntime *d, const char *data, size_t len) {
-        size_t n = MIN(len, sizeof(d->stderr_head) - d->stderr_head_len);
-
-        if (d->init_failure_logged || n == 0)
-                return;
-        memcpy(d->stderr_head + d->stderr_head_len, data, n);
-        d->stderr_head_len += n;
-        if (!docker_output_is_init_exec_failure(d->stderr_head, d->stderr_head_len))
-                return;
-        d->init_failure_logged = true;
-        docker_log_error(d, "Task %s: the command %s could not be started in the container "
-                         "(not in the image?)", d->t->name, docker_command_name(d));
-}
-
-static int docker_demux_on_frame(DockerStream stream, const char *data, size_t len, void *userdata) {
-        DockerRuntime *d = userdata;
-
-        task_output_feed(d->out[stream == DOCKER_STREAM_STDERR], data, len);
-        if (stream == DOCKER_STREAM_STDERR)
-                docker_check_init_failure(d, data, len);
-        return 0;
-}
-
-static int docker_logs_on_data(HttpRequest *req, const char *data, size_t len, void *userdata) {
-        DockerRuntime *d = userdata;
-
-        if (!d->out[0] || !d->out[1])
-                return -ECANCELED;
-        return docker_demux_feed(&d->demux, data, len, docker_demux_on_frame, d);
-}
-
-static void docker_exit_finish(DockerRuntime *d);
-
-static void docker_logs_on_done(HttpRequest *req, int error, void *userdata) {
-        DockerRuntime *d = userdata;
-
-        for (size_t i = 0; i < ELEMENTSOF(d->out); i++)
-                if (d->out[i])
-                        task_output_flush(d->out[i]);
-        if (error == -EBADMSG && !d->logs_bad_logged) {
-                docker_log_error(d, "Task %s: the container engine sent a malformed log stream; "
-                                 "output is followed again from now on", d->t->name);
-                d->logs_bad_logged = true;
-        } else if (error < 0 && http_request_status(req) > 0 && !d->logs_bad_logged) {
-                /* E.g. a logging driver that cannot be read back. */
-                (void) docker_log_request_failure(d, "follow its container's output", req, error);
-                d->logs_bad_logged = true;
-        } else if (error < 0)
-                log_debug("Task %s: log stream ended: %s", d->t->name, strerror(-error));
-        d->logs = http_request_free(d->logs);
-        d->since = docker_now_sec();
-        if (d->exiting) {
-                docker_exit_finish(d);
-                return;
-        }
-        /* The stream ends when the container stops; the wait tells. If it does not come, follow again. */
-        d->logs_failures++;
-        docker_watch_retry(d, docker_backoff(d->logs_failures));
-}
-
-static int docker_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        DockerRuntime *d = userdata;
-        int r;
-
-        d->timer = sd_event_source_disable_unref(d->timer);
-        if (d->exiting) {
-                docker_exit_finish(d); /* the output did not drain in time */
-                return 0;
-        }
-        if (!d->watching || d->inspect)
-                return 0;
-        if (d->need_inspect) {
-                docker_watch_inspect(d); /* inspect first: the container may be gone */
-                return 0;
-        }
-        r = docker_watch_resume(d);
-        if (r < 0)
-                docker_watch_retry(d, DOCKER_RETRY_MAX_USEC);
-        return 0;
-}
-
-static void docker_watch_retry(DockerRuntime *d, usec_t delay) {
-        int r;
-
-        if (d->timer)
-                return;
-        r = sd_event_add_time_relative(d->t->event, &d->timer, CLOCK_BOOTTIME, delay, 10 * USEC_PER_MSEC,
-                                       docker_on_timer, d);
-        if (r < 0) {
-                docker_log_error(d, "Task %s: cannot arm a timer (%s); the container is no longer watched",
-                                 d->t->name, strerror(-r));
-                return;
-        }
-        (void) sd_event_source_set_description(d->timer, "docker-watch");
-}
-
-static void docker_wait_on_done(HttpRequest *req, int error, void *userdata) {
-        DockerRuntime *d = userdata;
-        char msg[DOCKER_MESSAGE_MAX + 1];
-        int code;
-
-        if (error >= 0) {
-                size_t len;
-                const char *body = http_request_body(req, &len);
-
-                if (docker_parse_wait(body, len, &code, msg) >= 0)
-                        log_debug("Task %s: wait answered StatusCode %d%s%s", d->t->name, code,
-                                  isempty(msg) ? "" : ", ", msg);
-        } else
-                log_debug("Task %s: wait ended: %s", d->t->name, strerror(-error));
-        /* A wait that stayed open a while was healthy: the back-off starts over. One that ends at
-         * once, with or without an answer, while the container still runs must not spin. */
-        if (now_usec(CLOCK_BOOTTIME) - d->wait_started > DOCKER_RETRY_MAX_USEC)
-                d->wait_failures = 0;
-        d->wait_failures++;
-        d->wait = http_request_free(d->wait);
-        /* Whatever the wait said, the inspect decides (exit code, OOM, gone, still running). */
-        docker_watch_inspect(d);
-}
-
-static void docker_report_exit(DockerRuntime *d, const TaskExit *e) {
-        d->exit = *e;
-        d->exiting = true;
-        d->wait = http_request_free(d->wait);
-        d->timer = sd_event_source_disable_unref(d->timer);
-        if (!d->logs) {
-                docker_exit_finish(d);
-                return;
-        }
-        /* Let the output that trails the exit arrive first (the stream ends with the container). */
-        docker_watch_retry(d, DOCKER_LOG_DRAIN_USEC);
-}
-
-static void docker_exit_finish(DockerRuntime *d) {
-        _cleanup_free_ char *id = d->id ? strdup(d->id) : NULL;
-        TaskExit e = d->exit;
-
-        docker_watch_stop(d);
-        d->removal_due = !e.lost && id;
-        task_on_exited(d->t, &e);
-        /* Only now, with the exit recorded, may the container go. */
-        if (!e.lost && id && !d->detached)
-                docker_remove(d, id);
-        else
-                d->removal_due = false;
-}
-
-static void docker_inspect_lost(DockerRuntime *d, bool from_find);
-
-static void docker_watch_on_inspect(HttpRequest *req, int error, void *userdata) {
-        DockerRuntime *d = userdata;
-        long status = http_request_status(req);
-        DockerInspect in;
-        size_t len;
-        const char *body = http_request_body(req, &len);
-        int r;
-
-        r = error < 0 ? error : docker_parse_inspect(body, len, &in);
-        if (r < 0 && status == 404) {
-                d->inspect = http_request_free(d->inspect);
-                docker_inspect_lost(d, false);
-                return;
-        }
-        if (r < 0) {
-                if (!d->engine_lost)
-                        (void) docker_log_request_failure(d, "watch its container (retrying)", req, r);
-                d->engine_lost = true;
-                d->need_inspect = true;
-                d->inspect = http_request_free(d->inspect);
-                d->wait_failures++;
-                docker_watch_retry(d, docker_backoff(d->wait_failures));
-                return;
-        }
-        d->inspect = http_request_free(d->inspect);
-        d->need_inspect = false;
-        if (d->engine_lost) {
-                log_notice("Task %s: the container engine answers again", d->t->name);
-                d->wait_failures = 0; /* follow again at once */
-        }
-        d->engine_lost = false;
-        if (in.running) {
-                /* The engine went away and came back, or the wait ended early: wait again. */
-                d->timer = sd_event_source_disable_unref(d->timer);
-                docker_watch_retry(d, d->wait_failures == 0 ? 0 : docker_backoff(d->wait_failures));
-                return;
-        }
-        if (in.oom_killed)
-                docker_log_error(d, "Task %s: the container was killed by the kernel's OOM killer "
-                                 "(exit code %d)", d->t->name, in.exit_code);
-        if (!isempty(in.error))
-                docker_log_error(d, "Task %s: the container engine reports: %s", d->t->name, in.error);
-        docker_report_exit(d, &(TaskExit) { .code = in.exit_code, .lost = !in.has_exit_code });
-}
-
-static void docker_watch_inspect(DockerRuntime *d) {
-        _cleanup_(http_request_freep) HttpRequest *req = NULL;
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        if (d->inspect)
-                return;
-        r = docker_container_path(d->id, "/json", &path);
-        if (r >= 0)
-                r = docker_request(d, "GET", path, &req);
-        if (r >= 0)
-                r = http_request_start(req, docker_watch_on_inspect, d);
-        if (r < 0) {
-                d->need_inspect = true;
-                docker_watch_retry(d, DOCKER_RETRY_MAX_USEC);
-                return;
-        }
-        d->inspect = TAKE_PTR(req);
 }
 
 /* ---------------------------------------------------------------- find */
@@ -678,7 +273,7 @@ static void docker_adopt(DockerRuntime *d, const char *id, uint64_t since) {
         docker_find_answer(d, RUNTIME_FOUND_RUNNING, id, NULL);
 }
 
-static void docker_inspect_lost(DockerRuntime *d, bool from_find) {
+void docker_inspect_lost(DockerRuntime *d, bool from_find) {
         _cleanup_free_ char *id = d->id ? strdup(d->id) : NULL;
 
         docker_log_error(d, "Task %s: container %s was removed behind the daemon's back; "
@@ -1196,45 +791,6 @@ static int docker_launch(Task *t) {
         }
         docker_launch_begin(d);
         return 0;
-}
-
-/* ---------------------------------------------------------------- signals */
-
-static int docker_kill(Task *t, int sig) {
-        DockerRuntime *d = t->runtime_data;
-        _cleanup_free_ char *path = NULL;
-        char name[16], tail[48], what[64];
-        int r;
-
-        if (!d->watching || d->exiting || !d->id)
-                return -ESRCH;
-        r = docker_signal_name(sig, name);
-        if (r < 0)
-                return r;
-        snprintf(tail, sizeof(tail), "/kill?signal=%s", name);
-        snprintf(what, sizeof(what), "send %s to its container", name);
-        r = docker_container_path(d->id, tail, &path);
-        if (r < 0)
-                return r;
-        return docker_aux_start(d, DOCKER_AUX_KILL, "POST", path, DOCKER_REQUEST_TIMEOUT_USEC, what);
-}
-
-static int docker_stop(Task *t, usec_t grace) {
-        DockerRuntime *d = t->runtime_data;
-        _cleanup_free_ char *path = NULL;
-        uint64_t secs = (grace + USEC_PER_SEC - 1) / USEC_PER_SEC;
-        char tail[48];
-        int r;
-
-        if (!d->watching || d->exiting || !d->id)
-                return -ESRCH;
-        snprintf(tail, sizeof(tail), "/stop?t=%" PRIu64, secs);
-        r = docker_container_path(d->id, tail, &path);
-        if (r < 0)
-                return r;
-        /* The engine answers once the container stopped: after up to grace, then the KILL. */
-        return docker_aux_start(d, DOCKER_AUX_STOP, "POST", path,
-                                secs * USEC_PER_SEC + DOCKER_STOP_MARGIN_USEC, "stop its container");
 }
 
 /* ---------------------------------------------------------------- lifetime */
