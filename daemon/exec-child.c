@@ -54,20 +54,7 @@ struct ExecChild {
 
 /* ---- the parent */
 
-static void exec_log_error(ExecChild *c, const char *format, ...) _printf_(2, 3);
-static void exec_log_error(ExecChild *c, const char *format, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
-        va_end(ap);
-        if (r < 0)
-                return;
-        log_event_prio(LOG_ERR, EVENT_ERROR, ((const LogField[]) { { "TASK", c->task->name } }), "Task %s: %s",
-                       c->task->name, msg);
-}
+#define exec_log_error(c, ...) task_log_error((c)->task, __VA_ARGS__)
 
 static const char *exec_argv0(const ExecChild *c) {
         return c->task->tc->command && c->task->tc->command[0] ? c->task->tc->command[0] : "";

@@ -171,20 +171,7 @@ static int unit_props_read(ExecUnit *u, sd_bus_message *m) {
 
 /* ---- logging and reporting */
 
-static void unit_log_error(ExecUnit *u, const char *format, ...) _printf_(2, 3);
-static void unit_log_error(ExecUnit *u, const char *format, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
-        va_end(ap);
-        if (r < 0)
-                return;
-        log_event_prio(LOG_ERR, EVENT_ERROR, ((const LogField[]) { { "TASK", u->task->name }, { "UNIT", u->name } }),
-                       "Task %s: %s", u->task->name, msg);
-}
+#define unit_log_error(u, ...) task_log_error_field((u)->task, "UNIT", (u)->name, __VA_ARGS__)
 
 static const char *bus_error_text(const sd_bus_error *e, int r) {
         return e && e->message ? e->message : strerror(r < 0 ? -r : EIO);

@@ -295,14 +295,12 @@ static void docker_exit_finish(DockerRuntime *d) {
 
 static void docker_watch_on_inspect(HttpRequest *req, int error, void *userdata) {
         DockerRuntime *d = userdata;
-        long status = http_request_status(req);
         DockerInspect in;
-        size_t len;
-        const char *body = http_request_body(req, &len);
+        bool gone;
         int r;
 
-        r = error < 0 ? error : docker_parse_inspect(body, len, &in);
-        if (r < 0 && status == 404) {
+        r = docker_inspect_result(req, error, &in, &gone);
+        if (gone) {
                 d->inspect = http_request_free(d->inspect);
                 docker_inspect_lost(d, false);
                 return;

@@ -331,16 +331,24 @@ static void docker_start_found_on_done(HttpRequest *req, int error, void *userda
         docker_adopt(d, id, d->since);
 }
 
-static void docker_inspect_found_on_done(HttpRequest *req, int error, void *userdata) {
-        DockerRuntime *d = userdata;
-        long status = http_request_status(req);
-        DockerInspect in;
+int docker_inspect_result(HttpRequest *req, int error, DockerInspect *ret, bool *ret_gone) {
         size_t len;
         const char *body = http_request_body(req, &len);
         int r;
 
-        r = error < 0 ? error : docker_parse_inspect(body, len, &in);
-        if (r < 0 && status == 404) {
+        r = error < 0 ? error : docker_parse_inspect(body, len, ret);
+        *ret_gone = r < 0 && http_request_status(req) == 404;
+        return r;
+}
+
+static void docker_inspect_found_on_done(HttpRequest *req, int error, void *userdata) {
+        DockerRuntime *d = userdata;
+        DockerInspect in;
+        bool gone;
+        int r;
+
+        r = docker_inspect_result(req, error, &in, &gone);
+        if (gone) {
                 d->op = http_request_free(d->op);
                 docker_inspect_lost(d, true);
                 return;

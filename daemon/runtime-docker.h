@@ -89,6 +89,9 @@ struct DockerRuntime {
 uint64_t docker_now_sec(void);
 /* argv[0] of the task's command, for records. */
 const char *docker_command_name(DockerRuntime *d);
+/* The inspect answer of req into *ret; *ret_gone when the engine says the container does not
+ * exist (404). */
+int docker_inspect_result(HttpRequest *req, int error, DockerInspect *ret, bool *ret_gone);
 /* Logs why a request failed and returns the errno that stands for it. */
 int docker_log_request_failure(DockerRuntime *d, const char *what, HttpRequest *req, int error);
 /* A request to the engine's API at path (below DOCKER_API_BASE), not started yet. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "fs-util.h"
@@ -203,6 +204,20 @@ static int task_load(Task *t) {
         else if (streq(state->valuestring, "failed"))
                 t->state = TASK_STATE_FAILED;
         return 0;
+}
+
+void task_log_error_field(Task *t, const char *key, const char *value, const char *format, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&msg, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return;
+        log_event_prio(LOG_ERR, EVENT_ERROR, ((const LogField[]) { { "TASK", t->name }, { key ?: "UNUSED", value } }),
+                       "Task %s: %s", t->name, msg);
 }
 
 /* ---- lifecycle */

@@ -82,6 +82,10 @@ bool task_is_settled(const Task *t);
 void task_fill_status(const Task *t, TaskStatus *ret);
 
 /* --- called by runtimes (runtime.h) --- */
+/* An EVENT_ERROR record "Task NAME: ..." with TASK=NAME and, when key is set, one more field. */
+void task_log_error_field(Task *t, const char *key, const char *value, const char *format, ...) _printf_(4, 5);
+#define task_log_error(t, ...) task_log_error_field((t), NULL, NULL, __VA_ARGS__)
+
 void task_on_found(Task *t, RuntimeFound found, const char *instance, const TaskExit *exit);
 void task_on_progress(Task *t, TaskState state);
 void task_on_started(Task *t, const char *instance);
