@@ -15,6 +15,10 @@ struct HttpRequest {
         struct curl_slist *headers;
         char *body;
         size_t body_len;
+        int body_fd;            /* < 0: body is in memory */
+        uint64_t body_offset;
+        uint64_t body_fd_len;
+        uint64_t body_sent;     /* of the current attempt */
 
         size_t max_response;
         usec_t connect_timeout;
@@ -28,6 +32,7 @@ struct HttpRequest {
 
         HttpRequestDone done;
         void *userdata;
+        bool sigv4;
         HttpStreamFunc stream;
         void *stream_userdata;
         int stream_error;
@@ -279,6 +284,7 @@ int http_request_new(HttpRequest **ret, CurlGlue *glue, const char *method, cons
                 .total_timeout = HTTP_DEFAULT_TOTAL_TIMEOUT_USEC,
                 .deadline = USEC_INFINITY,
                 .max_attempts = 1,
+                .body_fd = -EBADF,
                 .backoff_base = 200 * USEC_PER_MSEC,
                 .backoff_max = 10 * USEC_PER_SEC,
         };
@@ -329,6 +335,29 @@ int http_request_set_body(HttpRequest *req, const void *data, size_t len) {
         return 0;
 }
 
+void http_request_set_body_fd(HttpRequest *req, int fd, uint64_t offset, uint64_t len) {
+        req->body_fd = fd;
+        req->body_offset = offset;
+        req->body_fd_len = len;
+}
+
+static size_t http_on_read(char *buf, size_t size, size_t nitems, void *userdata) {
+        HttpRequest *req = userdata;
+        uint64_t left = req->body_fd_len - req->body_sent;
+        size_t want = (size_t) MIN((uint64_t) size * nitems, left);
+        ssize_t n;
+
+        if (want == 0)
+                return 0;
+        do
+                n = pread(req->body_fd, buf, want, (off_t) (req->body_offset + req->body_sent));
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+                return CURL_READFUNC_ABORT; /* the file shrank or cannot be read: never send a short body */
+        req->body_sent += (uint64_t) n;
+        return (size_t) n;
+}
+
 void http_request_set_max_response(HttpRequest *req, size_t max) {
         req->max_response = max;
 }
@@ -370,6 +399,15 @@ void http_request_set_stream(HttpRequest *req, HttpStreamFunc fn, void *userdata
         req->stream_userdata = userdata;
 }
 
+int http_request_set_aws_sigv4(HttpRequest *req, const char *provider, const char *key_id, const char *secret) {
+        if (curl_easy_setopt(req->curl, CURLOPT_AWS_SIGV4, provider) != CURLE_OK ||
+            curl_easy_setopt(req->curl, CURLOPT_USERNAME, key_id) != CURLE_OK ||
+            curl_easy_setopt(req->curl, CURLOPT_PASSWORD, secret) != CURLE_OK)
+                return -EIO;
+        req->sigv4 = true;
+        return 0;
+}
+
 CURL *http_request_get_curl(HttpRequest *req) {
         return req->curl;
 }
@@ -377,6 +415,15 @@ CURL *http_request_get_curl(HttpRequest *req) {
 static int http_request_setup_method(HttpRequest *req) {
         CURL *c = req->curl;
 
+        if (req->body_fd >= 0) {
+                if (curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) != CURLE_OK ||
+                    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method) != CURLE_OK ||
+                    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) req->body_fd_len) != CURLE_OK ||
+                    curl_easy_setopt(c, CURLOPT_READFUNCTION, http_on_read) != CURLE_OK ||
+                    curl_easy_setopt(c, CURLOPT_READDATA, req) != CURLE_OK)
+                        return -EIO;
+                return 0;
+        }
         if (streq(req->method, "GET"))
                 return curl_easy_setopt(c, CURLOPT_HTTPGET, 1L) == CURLE_OK ? 0 : -EIO;
         if (streq(req->method, "HEAD"))
@@ -399,6 +446,7 @@ static int http_request_attempt(HttpRequest *req) {
         }
         http_request_reset_answer(req);
         req->attempt++;
+        req->body_sent = 0;
         if (curl_easy_setopt(req->curl, CURLOPT_CONNECTTIMEOUT_MS,
                              (long) MAX(req->connect_timeout / USEC_PER_MSEC, 1)) != CURLE_OK ||
             curl_easy_setopt(req->curl, CURLOPT_TIMEOUT_MS,
@@ -416,7 +464,7 @@ int http_request_start(HttpRequest *req, HttpRequestDone done, void *userdata) {
 
         if (req->running)
                 return -EBUSY;
-        if (!req->started_once) {
+        if (!req->started_once && !req->sigv4) {
                 /* "Expect:" stops curl from waiting for 100-continue on larger bodies. */
                 r = http_request_add_header(req, "Expect:");
                 if (r < 0)

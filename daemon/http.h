@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "curl-glue.h"
 #include "macro.h"
@@ -30,6 +31,9 @@ DEFINE_CLEANUP_FUNC(HttpRequest *, http_request_free);
 int http_request_add_header(HttpRequest *req, const char *format, ...) _printf_(2, 3);
 /* Copies the body. */
 int http_request_set_body(HttpRequest *req, const void *data, size_t len);
+/* The body is [offset, offset + len) of fd, read with pread as it is sent (large uploads never sit
+ * in memory); the caller keeps fd open while the request runs. Re-read from offset on a retry. */
+void http_request_set_body_fd(HttpRequest *req, int fd, uint64_t offset, uint64_t len);
 void http_request_set_max_response(HttpRequest *req, size_t max);
 void http_request_set_timeouts(HttpRequest *req, usec_t connect, usec_t total);
 /* attempts ≥ 1 (1 = no retry); back-off doubles from base up to max, with jitter. */
@@ -50,6 +54,11 @@ void http_request_set_accept_status(HttpRequest *req, long status);
  * streams stay open for as long as the task runs. */
 typedef int (*HttpStreamFunc)(HttpRequest *req, const char *data, size_t len, void *userdata);
 void http_request_set_stream(HttpRequest *req, HttpStreamFunc fn, void *userdata);
+
+/* Signs the request with libcurl's AWS SigV4 (provider "aws:amz:REGION:SERVICE"). http.c then
+ * leaves out its "Expect:" header: libcurl 7.88 signs every custom header, also an empty one that
+ * it never sends, and the server's signature would differ. */
+int http_request_set_aws_sigv4(HttpRequest *req, const char *provider, const char *key_id, const char *secret);
 
 /* Lets a caller set further curl options (SigV4, ...) before start. */
 CURL *http_request_get_curl(HttpRequest *req);

@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
 libsystemd-dev libcurl4-openssl-dev libcjson-dev libssl-dev libcmocka-dev libexpat1-dev
 python3 curl socat systemd dbus
-podman runc conmon catatonit busybox-static python3-dbusmock jq"
+podman runc conmon catatonit busybox-static python3-dbusmock jq
+ceph-mon ceph-osd radosgw awscli"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: MIT */
+#include <expat.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "http.h"
+#include "s3-request.h"
+#include "sha256.h"
+
+#define S3_ESCAPE_KEY_SAFE "/"
+
+bool s3_bucket_name_is_valid(const char *b) {
+        size_t n = b ? strlen(b) : 0;
+        unsigned dots = 0, digits_only = 1;
+
+        if (n < 3 || n > 63)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = b[i];
+
+                if (c == '.') {
+                        dots++;
+                        if (i > 0 && b[i - 1] == '.')
+                                return false;
+                } else if (c >= '0' && c <= '9')
+                        ;
+                else if ((c >= 'a' && c <= 'z') || c == '-')
+                        digits_only = 0;
+                else
+                        return false;
+        }
+        if (!((b[0] >= 'a' && b[0] <= 'z') || (b[0] >= '0' && b[0] <= '9')))
+                return false;
+        if (!((b[n - 1] >= 'a' && b[n - 1] <= 'z') || (b[n - 1] >= '0' && b[n - 1] <= '9')))
+                return false;
+        if (dots == 3 && digits_only)
+                return false; /* looks like an IPv4 address */
+        return true;
+}
+
+static bool s3_prefix_is_valid(const char *p) {
+        while (*p) {
+                size_t n = strcspn(p, "/");
+
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')
+                                return false;
+                p += n;
+                if (*p == '/')
+                        p++;
+        }
+        return true;
+}
+
+int s3_location_parse(const char *location, char **ret_bucket, char **ret_prefix) {
+        _cleanup_free_ char *bucket = NULL, *prefix = NULL;
+        const char *slash = strchr(location, '/');
+        size_t plen;
+
+        bucket = slash ? strndup(location, (size_t) (slash - location)) : strdup(location);
+        if (!bucket)
+                return -ENOMEM;
+        if (!s3_bucket_name_is_valid(bucket))
+                return -EINVAL;
+        slash = slash ? slash + 1 : "";
+        plen = strlen(slash);
+        if (plen > 512 || !s3_prefix_is_valid(slash))
+                return -EINVAL;
+        prefix = malloc(plen + 2);
+        if (!prefix)
+                return -ENOMEM;
+        memcpy(prefix, slash, plen);
+        if (plen > 0 && prefix[plen - 1] != '/')
+                prefix[plen++] = '/';
+        prefix[plen] = 0;
+        *ret_bucket = TAKE_PTR(bucket);
+        *ret_prefix = TAKE_PTR(prefix);
+        return 0;
+}
+
+int s3_endpoint_check(const char *endpoint) {
+        const char *host;
+
+        if (strneq(endpoint, "http://", 7))
+                host = endpoint + 7;
+        else if (strneq(endpoint, "https://", 8))
+                host = endpoint + 8;
+        else
+                return -EINVAL;
+        if (!*host || *host == '/' || strpbrk(host, "?#@ \t\r\n"))
+                return -EINVAL;
+        host += strcspn(host, "/");
+        if (*host && !streq(host, "/"))
+                return -EINVAL; /* a path in the endpoint is not supported */
+        return 0;
+}
+
+int s3_url(const char *endpoint, const char *region, const char *bucket, const char *key, const char *query,
+           char **ret) {
+        _cleanup_free_ char *ekey = NULL;
+        const char *q = isempty(query) ? "" : "?";
+        int r, n;
+
+        r = http_url_escape(key ?: "", S3_ESCAPE_KEY_SAFE, &ekey);
+        if (r < 0)
+                return r;
+        if (endpoint) {
+                size_t elen = strlen(endpoint);
+
+                r = s3_endpoint_check(endpoint);
+                if (r < 0)
+                        return r;
+                if (elen > 0 && endpoint[elen - 1] == '/')
+                        elen--;
+                n = asprintf(ret, "%.*s/%s/%s%s%s", (int) elen, endpoint, bucket, ekey, q, query ?: "");
+        } else {
+                if (isempty(region) || strpbrk(region, "/?#@:. "))
+                        return -EINVAL;
+                n = asprintf(ret, "https://%s.s3.%s.amazonaws.com/%s%s%s", bucket, region, ekey, q, query ?: "");
+        }
+        return n < 0 ? -ENOMEM : 0;
+}
+
+int s3_list_query(const char *prefix, const char *token, unsigned max_keys, char **ret) {
+        _cleanup_free_ char *ep = NULL, *et = NULL, *mk = NULL;
+        int r;
+
+        /* Sorted: continuation-token < list-type < max-keys < prefix. '/' is encoded in values. */
+        r = http_url_escape(prefix ?: "", NULL, &ep);
+        if (r < 0)
+                return r;
+        if (token) {
+                r = http_url_escape(token, NULL, &et);
+                if (r < 0)
+                        return r;
+        }
+        if (max_keys > 0 && asprintf(&mk, "max-keys=%u&", max_keys) < 0)
+                return -ENOMEM;
+        if (asprintf(ret, "%s%s%slist-type=2&%sprefix=%s", et ? "continuation-token=" : "", et ?: "", et ? "&" : "",
+                     mk ?: "", ep) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int s3_upload_id_query(const char *upload_id, char **ret) {
+        _cleanup_free_ char *e = NULL;
+        int r = http_url_escape(upload_id, NULL, &e);
+
+        if (r < 0)
+                return r;
+        return asprintf(ret, "uploadId=%s", e) < 0 ? -ENOMEM : 0;
+}
+
+int s3_part_query(unsigned part_number, const char *upload_id, char **ret) {
+        _cleanup_free_ char *e = NULL;
+        int r = http_url_escape(upload_id, NULL, &e);
+
+        if (r < 0)
+                return r;
+        return asprintf(ret, "partNumber=%u&uploadId=%s", part_number, e) < 0 ? -ENOMEM : 0;
+}
+
+int s3_payload_sha256(const void *data, size_t len, char ret[static 65]) {
+        uint8_t d[SHA256_DIGEST_SIZE];
+        int r = sha256_buffer(data ?: "", len, d);
+
+        if (r < 0)
+                return r;
+        sha256_to_hex(d, ret);
+        return 0;
+}
+
+static int xml_escape_append(FILE *f, const char *s) {
+        for (; *s; s++) {
+                switch (*s) {
+                case '&': fputs("&amp;", f); break;
+                case '<': fputs("&lt;", f); break;
+                case '>': fputs("&gt;", f); break;
+                case '"': fputs("&quot;", f); break;
+                case '\'': fputs("&apos;", f); break;
+                default: fputc(*s, f);
+                }
+        }
+        return 0;
+}
+
+int s3_complete_body(char * const *etags, size_t n, char **ret) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        if (n == 0)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        fputs("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">", f);
+        for (size_t i = 0; i < n; i++) {
+                fprintf(f, "<Part><PartNumber>%zu</PartNumber><ETag>", i + 1);
+                xml_escape_append(f, etags[i] ?: "");
+                fputs("</ETag></Part>", f);
+        }
+        fputs("</CompleteMultipartUpload>", f);
+        if (ferror(f) || fclose(f) != 0) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
+}
+
+/* ---- bounded XML walking ---- */
+
+typedef struct XmlWalk XmlWalk;
+typedef int (*XmlEnd)(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len);
+typedef int (*XmlStart)(XmlWalk *w, unsigned depth, const char *name);
+
+struct XmlWalk {
+        XML_Parser parser;
+        int error;
+        unsigned depth;
+        char root[64];
+        char parent[64];        /* the element at depth 2 while inside it */
+        char text[S3_XML_TEXT_MAX + 1];
+        size_t text_len;
+        bool text_overflow;
+        XmlStart on_start;
+        XmlEnd on_end;
+        void *userdata;
+        /* <Error> documents */
+        char *code;
+        char *message;
+};
+
+static void xml_fail(XmlWalk *w, int error) {
+        if (w->error == 0)
+                w->error = error;
+        (void) XML_StopParser(w->parser, XML_FALSE);
+}
+
+static void XMLCALL xml_on_start(void *userdata, const XML_Char *name, const XML_Char **attrs) {
+        XmlWalk *w = userdata;
+
+        if (w->error != 0)
+                return;
+        if (++w->depth > S3_XML_DEPTH_MAX) {
+                xml_fail(w, -EBADMSG);
+                return;
+        }
+        if (w->depth == 1)
+                snprintf(w->root, sizeof(w->root), "%s", name);
+        else if (w->depth == 2)
+                snprintf(w->parent, sizeof(w->parent), "%s", name);
+        w->text_len = 0;
+        w->text_overflow = false;
+        if (w->on_start && !streq(w->root, "Error")) {
+                int r = w->on_start(w, w->depth, name);
+                if (r < 0)
+                        xml_fail(w, r);
+        }
+}
+
+static int xml_take(char **dst, const char *text, size_t len) {
+        char *c = strndup(text, len);
+
+        if (!c)
+                return -ENOMEM;
+        free(*dst);
+        *dst = c;
+        return 0;
+}
+
+static void XMLCALL xml_on_end(void *userdata, const XML_Char *name) {
+        XmlWalk *w = userdata;
+        int r = 0;
+
+        if (w->error != 0)
+                return;
+        w->text[w->text_len] = 0;
+        if (w->text_overflow && w->depth <= 3) {
+                xml_fail(w, -EFBIG);
+                return;
+        }
+        if (streq(w->root, "Error")) {
+                if (w->depth == 2 && streq(name, "Code"))
+                        r = xml_take(&w->code, w->text, w->text_len);
+                else if (w->depth == 2 && streq(name, "Message"))
+                        r = xml_take(&w->message, w->text, w->text_len);
+        } else if (w->on_end)
+                r = w->on_end(w, w->depth, name, w->text, w->text_len);
+        if (r < 0) {
+                xml_fail(w, r);
+                return;
+        }
+        w->text_len = 0;
+        w->depth--;
+}
+
+static void XMLCALL xml_on_text(void *userdata, const XML_Char *s, int len) {
+        XmlWalk *w = userdata;
+        size_t n = (size_t) MAX(len, 0);
+
+        if (w->error != 0)
+                return;
+        if (w->text_len + n > S3_XML_TEXT_MAX) {
+                w->text_overflow = true;
+                n = S3_XML_TEXT_MAX - w->text_len;
+        }
+        memcpy(w->text + w->text_len, s, n);
+        w->text_len += n;
+}
+
+static void XMLCALL xml_on_doctype(void *userdata, const XML_Char *name, const XML_Char *sysid, const XML_Char *pubid,
+                                   int has_internal_subset) {
+        xml_fail(userdata, -EBADMSG); /* no DTDs, hence no entity declarations at all */
+}
+
+static void XMLCALL xml_on_entity(void *userdata, const XML_Char *name, int pe, const XML_Char *value, int len,
+                                  const XML_Char *base, const XML_Char *sysid, const XML_Char *pubid,
+                                  const XML_Char *notation) {
+        xml_fail(userdata, -EBADMSG);
+}
+
+static int XMLCALL xml_on_external(XML_Parser p, const XML_Char *ctx, const XML_Char *base, const XML_Char *sysid,
+                                   const XML_Char *pubid) {
+        return XML_STATUS_ERROR;
+}
+
+static void xml_walk_done(XmlWalk *w) {
+        if (w->parser)
+                XML_ParserFree(w->parser);
+        free(w->code);
+        free(w->message);
+}
+
+/* Returns 0, or the walk's error, or the mapped <Error>. w must be zeroed with the callbacks set. */
+static int xml_walk(XmlWalk *w, const char *xml, size_t len) {
+        if (len > S3_XML_MAX)
+                return -EFBIG;
+        if (len > INT32_MAX)
+                return -EFBIG;
+        w->parser = XML_ParserCreate("UTF-8");
+        if (!w->parser)
+                return -ENOMEM;
+        XML_SetUserData(w->parser, w);
+        XML_SetElementHandler(w->parser, xml_on_start, xml_on_end);
+        XML_SetCharacterDataHandler(w->parser, xml_on_text);
+        XML_SetStartDoctypeDeclHandler(w->parser, xml_on_doctype);
+        XML_SetEntityDeclHandler(w->parser, xml_on_entity);
+        XML_SetExternalEntityRefHandler(w->parser, xml_on_external);
+        (void) XML_SetParamEntityParsing(w->parser, XML_PARAM_ENTITY_PARSING_NEVER);
+        if (XML_Parse(w->parser, xml ?: "", (int) len, XML_TRUE) != XML_STATUS_OK && w->error == 0)
+                w->error = -EBADMSG;
+        if (w->error != 0)
+                return w->error;
+        if (streq(w->root, "Error"))
+                return s3_error_to_errno(w->code, 0);
+        return 0;
+}
+
+/* ---- ListObjectsV2 ---- */
+
+void s3_list_page_done(S3ListPage *p) {
+        for (size_t i = 0; p && i < p->n_objects; i++)
+                free(p->objects[i].key);
+        free(p->objects);
+        free(p->next_token);
+        *p = (S3ListPage) {};
+}
+
+static int parse_u64(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (!*s || *s < '0' || *s > '9')
+                return -EBADMSG;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || *end)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static int list_on_start(XmlWalk *w, unsigned depth, const char *name) {
+        S3ListPage *p = w->userdata;
+        S3Object *o;
+
+        if (depth != 2 || !streq(name, "Contents"))
+                return 0;
+        if (p->n_objects >= S3_LIST_PAGE_MAX)
+                return -EFBIG;
+        o = realloc(p->objects, (p->n_objects + 1) * sizeof(S3Object));
+        if (!o)
+                return -ENOMEM;
+        p->objects = o;
+        p->objects[p->n_objects++] = (S3Object) { .modified = USEC_INFINITY, .size = UINT64_MAX };
+        return 0;
+}
+
+static int list_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+        S3ListPage *p = w->userdata;
+        S3Object *o;
+
+        if (depth == 1 && !streq(name, "ListBucketResult"))
+                return -EBADMSG;
+        if (depth == 2 && streq(name, "IsTruncated"))
+                p->truncated = streq(text, "true");
+        else if (depth == 2 && streq(name, "NextContinuationToken"))
+                return xml_take(&p->next_token, text, len);
+        else if (depth == 2 && streq(name, "Contents")) {
+                o = &p->objects[p->n_objects - 1];
+                if (!o->key || o->size == UINT64_MAX)
+                        return -EBADMSG;
+        }
+        if (depth != 3 || !streq(w->parent, "Contents") || p->n_objects == 0)
+                return 0;
+        o = &p->objects[p->n_objects - 1];
+        if (streq(name, "Key")) {
+                if (len == 0 || memchr(text, 0, len))
+                        return -EBADMSG;
+                return xml_take(&o->key, text, len);
+        }
+        if (streq(name, "Size"))
+                return parse_u64(text, &o->size);
+        if (streq(name, "LastModified") && parse_rfc3339(text, &o->modified) < 0)
+                o->modified = USEC_INFINITY;
+        return 0;
+}
+
+int s3_parse_list(const char *xml, size_t len, S3ListPage *ret) {
+        S3ListPage p = {};
+        XmlWalk w = { .on_start = list_on_start, .on_end = list_on_end, .userdata = &p };
+        int r;
+
+        r = xml_walk(&w, xml, len);
+        xml_walk_done(&w);
+        if (r >= 0 && !streq(w.root, "ListBucketResult"))
+                r = -EBADMSG;
+        if (r >= 0 && p.truncated && !p.next_token)
+                r = -EBADMSG; /* would loop forever */
+        if (r < 0) {
+                s3_list_page_done(&p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+/* ---- multipart ---- */
+
+static int initiate_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+        char **id = w->userdata;
+
+        if (depth == 2 && streq(name, "UploadId")) {
+                if (len == 0 || len > 1024)
+                        return -EBADMSG;
+                return xml_take(id, text, len);
+        }
+        return 0;
+}
+
+int s3_parse_initiate(const char *xml, size_t len, char **ret_upload_id) {
+        _cleanup_free_ char *id = NULL;
+        XmlWalk w = { .on_end = initiate_on_end, .userdata = &id };
+        int r;
+
+        r = xml_walk(&w, xml, len);
+        xml_walk_done(&w);
+        if (r < 0)
+                return r;
+        if (!streq(w.root, "InitiateMultipartUploadResult") || !id)
+                return -EBADMSG;
+        *ret_upload_id = TAKE_PTR(id);
+        return 0;
+}
+
+int s3_parse_complete(const char *xml, size_t len) {
+        XmlWalk w = {};
+        int r;
+
+        r = xml_walk(&w, xml, len);
+        xml_walk_done(&w);
+        if (r < 0)
+                return r;
+        return streq(w.root, "CompleteMultipartUploadResult") ? 0 : -EBADMSG;
+}
+
+int s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_message) {
+        XmlWalk w = {};
+        int r;
+
+        r = xml_walk(&w, xml, len);
+        if (r == 0 || !streq(w.root, "Error")) {
+                xml_walk_done(&w);
+                return r < 0 ? r : -EBADMSG;
+        }
+        *ret_code = TAKE_PTR(w.code);
+        *ret_message = TAKE_PTR(w.message);
+        xml_walk_done(&w);
+        return 0;
+}
+
+/* ---- errors ---- */
+
+static const struct {
+        const char *code;
+        int error;
+} s3_errors[] = {
+        { "NoSuchKey", -ENOENT },
+        { "NoSuchBucket", -ENOENT },
+        { "NoSuchUpload", -ENOENT },
+        { "PreconditionFailed", -EEXIST },
+        { "BadDigest", -EBADMSG },
+        { "XAmzContentSHA256Mismatch", -EBADMSG },
+        { "InvalidDigest", -EBADMSG },
+        { "AccessDenied", -EACCES },
+        { "SignatureDoesNotMatch", -EACCES },
+        { "InvalidAccessKeyId", -EACCES },
+        { "ExpiredToken", -EACCES },
+        { "InvalidToken", -EACCES },
+        { "RequestTimeTooSkewed", -EACCES },
+        { "EntityTooSmall", -EINVAL },
+        { "EntityTooLarge", -EFBIG },
+        { "InvalidPart", -EINVAL },
+        { "InvalidPartOrder", -EINVAL },
+        { "InvalidRange", -ERANGE },
+        { "SlowDown", -EAGAIN },
+        { "RequestTimeout", -ETIMEDOUT },
+        { "InternalError", -EIO },
+        { "ServiceUnavailable", -EIO },
+        { "OperationAborted", -EAGAIN },
+};
+
+int s3_error_to_errno(const char *code, long status) {
+        for (size_t i = 0; code && i < ELEMENTSOF(s3_errors); i++)
+                if (streq(code, s3_errors[i].code))
+                        return s3_errors[i].error;
+        if (status > 0)
+                return http_error_from_status(status) ?: -EIO;
+        return -EIO;
+}
+
+bool s3_error_code_retryable(const char *code) {
+        return code && (streq(code, "SlowDown") || streq(code, "InternalError") ||
+                        streq(code, "ServiceUnavailable") || streq(code, "RequestTimeout") ||
+                        streq(code, "OperationAborted"));
+}

@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash disable=SC2034 # variables are for the sourcing tests
+#
+# A throwaway single-node Ceph cluster with radosgw (a real S3 implementation: SigV4, payload
+# hashes, multipart rules), for the S3 backend's tests. Source it after lib.sh, then call
+# rgw_start. Everything lives under $T/ceph; the daemons run in the foreground (-f) as our
+# children and are stopped by pid through lib.sh's cleanup. One mon (msgr v1 only, auth none),
+# one memstore OSD (RAM: delete what you write), radosgw beast on a free loopback port.
+#
+# Sets: RGW_ENDPOINT (http://127.0.0.1:PORT), RGW_KEY, RGW_SECRET, RGW_BUCKET, RGW_REGION.
+# Not root, or Ceph not installed: "1..0 # SKIP" and exit 0, unless CI=true (then a failure).
+
+RGW_KEY=${RGW_KEY:-TRAINSUPDTESTKEY}
+RGW_SECRET=${RGW_SECRET:-trainsupd-test-secret-0123456789}
+RGW_BUCKET=${RGW_BUCKET:-ckpt}
+RGW_REGION=us-east-1
+
+rgw_skip() {
+        if [ "${CI:-}" = true ]; then
+                echo "1..1"
+                echo "not ok 1 - RGW needed in CI: $1"
+                trap - EXIT
+                exit 1
+        fi
+        echo "1..0 # SKIP $1"
+        trap - EXIT
+        rm -rf "$T"
+        exit 0
+}
+
+rgw_free_port() {
+        "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+rgw_requirements() {
+        [ "$(id -u)" = 0 ] || rgw_skip "not root"
+        local c
+        for c in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl; do
+                command -v "$c" >/dev/null || rgw_skip "$c not installed (apt-get install ceph-mon ceph-osd radosgw)"
+        done
+}
+
+rgw_write_conf() {
+        local d=$1 fsid=$2 mon_port=$3
+        cat >"$d/ceph.conf" <<CONF
+[global]
+fsid = $fsid
+mon host = v1:127.0.0.1:$mon_port
+public addr = 127.0.0.1
+ms bind msgr2 = false
+auth cluster required = none
+auth service required = none
+auth client required = none
+auth allow insecure global id reclaim = true
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+mon max pg per osd = 1000
+osd crush chooseleaf type = 0
+run dir = $d/run
+admin socket = $d/run/\$name.asok
+log file = $d/log/\$name.log
+pid file = $d/run/\$name.pid
+keyring = $d/keyring
+[mon]
+mon data = $d/mon/ceph-\$id
+[osd]
+osd data = $d/osd/ceph-\$id
+osd objectstore = memstore
+memstore device bytes = $((${RGW_MEMSTORE_MB:-2048} * 1048576))
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw data = $d/rgw
+CONF
+}
+
+# rgw_start: brings the cluster up (≈20 s) or bails out.
+rgw_start() {
+        local d=$T/ceph fsid ou id c i mon_port C
+        rgw_requirements
+        mkdir -p "$d/run" "$d/log" "$d/mon/ceph-a" "$d/osd/ceph-0" "$d/rgw"
+        fsid=$(cat /proc/sys/kernel/random/uuid)
+        mon_port=$(rgw_free_port)
+        RGW_PORT=$(rgw_free_port)
+        RGW_ENDPOINT=http://127.0.0.1:$RGW_PORT
+        rgw_write_conf "$d" "$fsid" "$mon_port"
+        C=(-c "$d/ceph.conf")
+        ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null ||
+                bail_out "ceph-authtool failed"
+        monmaptool --create --addv a "[v1:127.0.0.1:$mon_port]" --fsid "$fsid" "$d/monmap" >/dev/null ||
+                bail_out "monmaptool failed"
+        ceph-mon "${C[@]}" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" || bail_out "ceph-mon --mkfs failed"
+        ceph-mon "${C[@]}" -f -i a 2>>"$d/log/mon.stderr" &
+        track_pid $!
+        ou=$(cat /proc/sys/kernel/random/uuid)
+        id=$(timeout 60 ceph "${C[@]}" osd new "$ou" 2>>"$d/log/ceph.stderr") || bail_out "ceph osd new failed"
+        ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$ou" >/dev/null 2>&1 || bail_out "ceph-osd --mkfs failed"
+        ceph-osd "${C[@]}" -f -i "$id" >/dev/null 2>>"$d/log/osd.stderr" &
+        track_pid $!
+        radosgw "${C[@]}" -f -n client.rgw.a >/dev/null 2>>"$d/log/rgw.stderr" &
+        track_pid $!
+        for i in $(seq 1 240); do
+                c=$(curl -s -o /dev/null -w '%{http_code}' "$RGW_ENDPOINT/" || true)
+                [ "$c" = 200 ] && break
+                sleep 0.25
+        done
+        [ "$c" = 200 ] || bail_out "radosgw did not answer: $(tail -5 "$d/log/client.rgw.a.log" 2>/dev/null)"
+        timeout 60 radosgw-admin "${C[@]}" user create --uid=ckpt --display-name=ckpt \
+                --access-key="$RGW_KEY" --secret="$RGW_SECRET" >/dev/null 2>&1 || bail_out "radosgw-admin user create failed"
+        for i in $(seq 1 40); do
+                c=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$RGW_REGION:s3" \
+                        --user "$RGW_KEY:$RGW_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+                        "$RGW_ENDPOINT/$RGW_BUCKET")
+                [ "$c" = 200 ] && break
+                sleep 0.25
+        done
+        [ "$c" = 200 ] || bail_out "creating bucket $RGW_BUCKET failed (HTTP $c)"
+}
+
+# rgw_aws ARGS...: Debian's aws CLI against the cluster (another aws may come first in PATH).
+rgw_aws() {
+        env -u AWS_PROFILE -u AWS_CA_BUNDLE AWS_ACCESS_KEY_ID="$RGW_KEY" AWS_SECRET_ACCESS_KEY="$RGW_SECRET" \
+                AWS_DEFAULT_REGION="$RGW_REGION" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+                /usr/bin/aws --endpoint-url "$RGW_ENDPOINT" "$@"
+}
