@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -87,7 +88,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_len) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ char *buf = NULL;
-        size_t len = 0;
+        size_t len = 0, cap;
         struct stat st;
 
         if (fd < 0)
@@ -96,12 +97,28 @@ int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_len)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADF;
-        buf = malloc(max + 1);
+        if ((uint64_t) st.st_size > max)
+                return -EFBIG;
+        /* Sized from fstat, grown if the file grows while it is read. */
+        cap = (size_t) st.st_size + 1;
+        buf = malloc(cap + 1);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
+                ssize_t n;
 
+                if (len == cap) {
+                        char *b;
+
+                        if (cap > max)
+                                return -EFBIG;
+                        cap = MIN(cap * 2, max + 1);
+                        b = realloc(buf, cap + 1);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                }
+                n = read(fd, buf + len, cap - len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
