@@ -12,6 +12,8 @@ void store_objects_free(StoreObject *objects, size_t n) {
 static const StoreVTable *const store_backends[] = {
         &store_file_vtable,
         &store_s3_vtable,
+        &store_gs_vtable,
+        &store_az_vtable,
 };
 
 static const StoreVTable *store_backend_for(const char *url, const char **ret_location) {
@@ -36,7 +38,7 @@ int store_new(Store **ret, const StoreParams *p) {
         const StoreVTable *vt = store_backend_for(url, &location);
         int r;
 
-        if (!vt)
+        if (!vt || !vt->open)
                 return -EPROTONOSUPPORT;
         s = calloc(1, sizeof(Store));
         if (!s)

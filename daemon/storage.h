@@ -96,6 +96,8 @@ typedef struct StoreVTable {
 
 extern const StoreVTable store_file_vtable;
 extern const StoreVTable store_s3_vtable;
+extern const StoreVTable store_gs_vtable;
+extern const StoreVTable store_az_vtable;
 
 struct Store {
         sd_event *event;

@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sysexits.h>
 
 #include "config.h"
 #include "control-client.h"
+#include "curl-glue.h"
+#include "fs-util.h"
+#include "http.h"
 #include "log.h"
 #include "manager.h"
+#include "snapshot.h"
 #include "strv.h"
+#include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/trainsupd/trainsupd.json"
 #define DEFAULT_CONTROL "/run/trainsupd/control"
@@ -257,28 +265,314 @@ static int verb_stop(void) {
         return call_daemon(CONTROL_METHOD_STOP, p, &reply);
 }
 
-static int verb_storage(void) {
-        _cleanup_(config_freep) Config *c = NULL;
+/* ---- one-shot storage commands: the snapshot engine on a loop of their own */
+
+typedef struct OneShot {
+        Config *config;
+        const TaskConfig *task;
+        sd_event *event;
+        CurlGlue *glue;
+        Worker *worker;
+        Store *store;
+        bool done;
+        int error;
+        char *message;
+        SnapshotSummary info;
+} OneShot;
+
+static void oneshot_done(OneShot *o) {
+        store_free(o->store);
+        worker_free(o->worker);
+        curl_glue_free(o->glue);
+        sd_event_unref(o->event);
+        config_free(o->config);
+        free(o->message);
+        snapshot_summary_done(&o->info);
+        curl_global_cleanup();
+}
+
+/* Config, task, loop, worker, store. Returns 0 or an exit code. */
+static int oneshot_setup(OneShot *o) {
         int r;
 
-        r = load_config(&c);
+        r = load_config(&o->config);
         if (r != 0)
                 return r;
-        if (arg_task && !config_find_task(c, arg_task)) {
-                fprintf(stderr, "trainsupd: no task \"%s\" in %s\n", arg_task, config_path());
+        if (arg_task) {
+                o->task = config_find_task(o->config, arg_task);
+                if (!o->task) {
+                        fprintf(stderr, "trainsupd: no task \"%s\" in %s\n", arg_task, config_path());
+                        return EX_USAGE;
+                }
+        } else if (o->config->n_tasks == 1)
+                o->task = &o->config->tasks[0];
+        else {
+                fprintf(stderr, "trainsupd: the job has %zu tasks, name one with --task\n", o->config->n_tasks);
                 return EX_USAGE;
         }
-        fprintf(stderr, "trainsupd: snapshots are not supported by this version yet (storage %s)\n",
-                c->storage_url);
-        return EX_UNAVAILABLE;
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return EX_SOFTWARE;
+        r = sd_event_new(&o->event);
+        if (r >= 0)
+                r = curl_glue_new(&o->glue, o->event, http_on_curl_finished);
+        if (r >= 0)
+                r = worker_new(&o->worker, o->event, 4);
+        if (r < 0) {
+                fprintf(stderr, "trainsupd: cannot set up: %s\n", strerror(-r));
+                return EX_SOFTWARE;
+        }
+        r = store_new(&o->store, &(StoreParams) { .event = o->event, .glue = o->glue, .worker = o->worker,
+                                                  .config = o->config });
+        if (r < 0) {
+                if (r == -EPROTONOSUPPORT)
+                        fprintf(stderr, "trainsupd: %s: this release supports file:// and s3:// stores only\n",
+                                o->config->storage_url);
+                else
+                        fprintf(stderr, "trainsupd: cannot open the store %s: %s\n", o->config->storage_url,
+                                strerror(-r));
+                return EX_UNAVAILABLE;
+        }
+        return 0;
+}
+
+static int oneshot_run(OneShot *o) {
+        while (!o->done) {
+                int r = sd_event_run(o->event, UINT64_MAX);
+
+                if (r < 0) {
+                        fprintf(stderr, "trainsupd: event loop failed: %s\n", strerror(-r));
+                        return EX_SOFTWARE;
+                }
+        }
+        return 0;
+}
+
+static void oneshot_finish(OneShot *o, int error, const SnapshotSummary *info, const char *message) {
+        o->done = true;
+        o->error = error;
+        o->message = message ? strdup(message) : NULL;
+        if (info) {
+                memcpy(o->info.id, info->id, SNAPSHOT_ID_MAX);
+                o->info.seq = info->seq;
+                o->info.bytes = info->bytes;
+                o->info.files = info->files;
+        }
+}
+
+/* A writer field from a file (DMI, boot id): its first line, if it is one. */
+static char *read_writer_field(const char *dir, const char *name) {
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        size_t len = 0;
+
+        if (asprintf(&path, "%s/%s", dir, name) < 0 || read_file_bounded(path, 4096, &data, &len) < 0)
+                return NULL;
+        data[strcspn(data, "\n")] = 0;
+        return snapshot_writer_field_is_valid(data) ? TAKE_PTR(data) : NULL;
+}
+
+static int writer_identity(char **ret_instance, char **ret_boot, char **ret_host) {
+        const char *dmi = env_or("TRAINSUPD_DMI_DIR", DEFAULT_DMI_DIR);
+        char host[256] = {};
+        char *instance, *boot;
+
+        if (gethostname(host, sizeof(host) - 1) < 0 || !snapshot_writer_field_is_valid(host))
+                strcpy(host, "localhost");
+        instance = read_writer_field(dmi, "product_uuid") ?: read_writer_field(dmi, "board_serial") ?: strdup(host);
+        boot = read_writer_field("/proc/sys/kernel/random", "boot_id") ?: strdup("unknown");
+        *ret_host = strdup(host);
+        *ret_instance = instance;
+        *ret_boot = boot;
+        return instance && boot && *ret_host ? 0 : -ENOMEM;
+}
+
+static void on_snapshot_created(SnapshotCreate *c, int error, const SnapshotSummary *info, const char *message,
+                                void *userdata) {
+        oneshot_finish(userdata, error, info, message);
+}
+
+static int verb_snapshot(void) {
+        _cleanup_(oneshot_done) OneShot o = {};
+        _cleanup_(snapshot_create_freep) SnapshotCreate *c = NULL;
+        _cleanup_free_ char *instance = NULL, *boot = NULL, *host = NULL;
+        int r;
+
+        r = oneshot_setup(&o);
+        if (r != 0)
+                return r;
+        if (writer_identity(&instance, &boot, &host) < 0)
+                return EX_SOFTWARE;
+        r = snapshot_create_start(&(SnapshotCreateParams) { .store = o.store, .worker = o.worker, .config = o.config,
+                                                            .task = o.task, .instance_id = instance,
+                                                            .boot_id = boot, .hostname = host,
+                                                            .state_dir = state_dir(),
+                                                            .done = on_snapshot_created, .userdata = &o },
+                                  &c);
+        if (r < 0) {
+                fprintf(stderr, "trainsupd: cannot start the snapshot: %s\n", strerror(-r));
+                return EX_SOFTWARE;
+        }
+        r = oneshot_run(&o);
+        if (r != 0)
+                return r;
+        if (o.error < 0) {
+                fprintf(stderr, "trainsupd: snapshot failed: %s\n", o.message ?: strerror(-o.error));
+                return o.error == -EBUSY || o.error == -ENOENT || o.error == -ENOMEM ? EX_SOFTWARE : EX_UNAVAILABLE;
+        }
+        printf("%s\n", o.info.id);
+        return EX_OK;
+}
+
+typedef struct ListResult {
+        OneShot *o;
+        cJSON *json;
+        int exit;
+} ListResult;
+
+static cJSON *snapshot_summary_to_json(const SnapshotSummary *i, const char *task) {
+        _cleanup_(cJSON_Deletep) cJSON *j = cJSON_CreateObject();
+        cJSON *w;
+        char when[RFC3339_MAX];
+
+        if (!j || !cJSON_AddStringToObject(j, "id", i->id) || !cJSON_AddNumberToObject(j, "seq", (double) i->seq) ||
+            !cJSON_AddStringToObject(j, "task", task) ||
+            !cJSON_AddStringToObject(j, "committed_at", format_rfc3339(when, i->committed_at)) ||
+            !cJSON_AddNumberToObject(j, "bytes", (double) i->bytes) ||
+            !cJSON_AddNumberToObject(j, "files", (double) i->files) || !(w = cJSON_AddObjectToObject(j, "writer")) ||
+            !cJSON_AddStringToObject(w, "instance_id", i->instance_id) ||
+            !cJSON_AddStringToObject(w, "boot_id", i->boot_id) || !cJSON_AddStringToObject(w, "hostname", i->hostname))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
+static int print_snapshots(const SnapshotSummary *infos, size_t n, const char *task) {
+        _cleanup_(cJSON_Deletep) cJSON *a = NULL;
+        _cleanup_free_ char *out = NULL;
+        char when[RFC3339_MAX];
+
+        if (!arg_json) {
+                for (size_t i = 0; i < n; i++)
+                        printf("%s  seq=%" PRIu64 "  %s  %" PRIu64 " bytes  %" PRIu64 " files  %s\n", infos[i].id,
+                               infos[i].seq, format_rfc3339(when, infos[i].committed_at), infos[i].bytes,
+                               infos[i].files, infos[i].hostname);
+                return EX_OK;
+        }
+        a = cJSON_CreateArray();
+        for (size_t i = 0; a && i < n; i++) {
+                cJSON *j = snapshot_summary_to_json(&infos[i], task);
+
+                if (!j || !cJSON_AddItemToArray(a, j)) {
+                        cJSON_Delete(j);
+                        return EX_SOFTWARE;
+                }
+        }
+        out = a ? cJSON_Print(a) : NULL;
+        if (!out)
+                return EX_SOFTWARE;
+        printf("%s\n", out);
+        return EX_OK;
+}
+
+static void on_snapshots_listed(SnapshotList *l, int error, const SnapshotSummary *infos, size_t n,
+                                char * const *warnings, void *userdata) {
+        ListResult *res = userdata;
+
+        STRV_FOREACH(w, warnings)
+                fprintf(stderr, "trainsupd: %s\n", *w);
+        if (error < 0) {
+                fprintf(stderr, "trainsupd: cannot list the snapshots in %s: %s\n", res->o->config->storage_url,
+                        strerror(-error));
+                res->exit = EX_UNAVAILABLE;
+        } else
+                res->exit = print_snapshots(infos, n, res->o->task->name);
+        res->o->done = true;
+}
+
+static int verb_snapshots(void) {
+        _cleanup_(oneshot_done) OneShot o = {};
+        _cleanup_(snapshot_list_freep) SnapshotList *l = NULL;
+        ListResult res = { .o = &o };
+        int r;
+
+        r = oneshot_setup(&o);
+        if (r != 0)
+                return r;
+        r = snapshot_list_start(o.store, o.config->job_id, o.task->name, on_snapshots_listed, &res, &l);
+        if (r < 0) {
+                fprintf(stderr, "trainsupd: cannot list the snapshots: %s\n", strerror(-r));
+                return EX_SOFTWARE;
+        }
+        r = oneshot_run(&o);
+        return r != 0 ? r : res.exit;
+}
+
+static void on_restored(SnapshotRestore *rs, int error, const SnapshotSummary *info, const char *message,
+                        void *userdata) {
+        oneshot_finish(userdata, error, info, message);
+}
+
+/* A non-empty --to without --force is a usage error, found before anything else. */
+static bool dest_is_nonempty(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+        bool nonempty = false;
+
+        if (fd < 0)
+                return errno != ENOENT;
+        d = fdopendir(TAKE_FD(fd));
+        if (!d)
+                return true;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        nonempty = true;
+                        break;
+                }
+        closedir(d);
+        return nonempty;
 }
 
 static int verb_restore(void) {
+        _cleanup_(oneshot_done) OneShot o = {};
+        _cleanup_(snapshot_restore_freep) SnapshotRestore *rs = NULL;
+        int r;
+
         if (!arg_to) {
                 fprintf(stderr, "trainsupd restore: --to DIR is required\n");
                 return EX_USAGE;
         }
-        return verb_storage();
+        if (arg_snapshot && !snapshot_id_is_valid(arg_snapshot)) {
+                fprintf(stderr, "trainsupd restore: \"%s\" is not a snapshot id\n", arg_snapshot);
+                return EX_USAGE;
+        }
+        if (!arg_force && dest_is_nonempty(arg_to)) {
+                fprintf(stderr, "trainsupd restore: %s is not an empty directory (use --force to move its content aside)\n",
+                        arg_to);
+                return EX_USAGE;
+        }
+        r = oneshot_setup(&o);
+        if (r != 0)
+                return r;
+        r = snapshot_restore_start(&(SnapshotRestoreParams) { .store = o.store, .worker = o.worker,
+                                                              .job = o.config->job_id, .task = o.task->name,
+                                                              .id = arg_snapshot, .dest = arg_to, .force = arg_force,
+                                                              .done = on_restored, .userdata = &o },
+                                   &rs);
+        if (r < 0) {
+                fprintf(stderr, "trainsupd: cannot start the restore: %s\n", strerror(-r));
+                return EX_SOFTWARE;
+        }
+        r = oneshot_run(&o);
+        if (r != 0)
+                return r;
+        if (o.error < 0) {
+                fprintf(stderr, "trainsupd: restore failed: %s\n", o.message ?: strerror(-o.error));
+                return o.error == -EBADMSG                               ? EX_DATAERR
+                       : o.error == -ENOTEMPTY || o.error == -ENOTDIR ? EX_USAGE
+                                                                        : EX_UNAVAILABLE;
+        }
+        fprintf(stderr, "trainsupd: restored snapshot %s (%" PRIu64 " files, %" PRIu64 " bytes) into %s\n",
+                o.info.id, o.info.files, o.info.bytes, arg_to);
+        return EX_OK;
 }
 
 static const Verb verbs[] = {
@@ -287,8 +581,8 @@ static const Verb verbs[] = {
         { "checkpoint", "task wait", verb_checkpoint },
         { "stop", "checkpoint", verb_stop },
         { "validate", "config show", verb_validate },
-        { "snapshot", "config task", verb_storage },
-        { "snapshots", "config task json", verb_storage },
+        { "snapshot", "config task", verb_snapshot },
+        { "snapshots", "config task json", verb_snapshots },
         { "restore", "config task snapshot to force", verb_restore },
 };
 
