@@ -77,10 +77,10 @@ rgw data = $d/rgw
 CONF
 }
 
-# rgw_start: brings the cluster up (≈20 s) or bails out.
-rgw_start() {
-        local d=$T/ceph fsid ou id c i mon_port C
-        rgw_requirements
+# _rgw_try_start DIR: one attempt at bringing a cluster up in DIR; on failure prints why and
+# returns 1 (the daemons it started are in _rgw_pids).
+_rgw_try_start() {
+        local d=$1 fsid ou id c i mon_port C
         mkdir -p "$d/run" "$d/log" "$d/mon/ceph-a" "$d/osd/ceph-0" "$d/rgw"
         fsid=$(cat /proc/sys/kernel/random/uuid)
         mon_port=$(rgw_free_port)
@@ -89,27 +89,27 @@ rgw_start() {
         rgw_write_conf "$d" "$fsid" "$mon_port"
         C=(-c "$d/ceph.conf")
         ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null ||
-                bail_out "ceph-authtool failed"
+                { echo "ceph-authtool failed"; return 1; }
         monmaptool --create --addv a "[v1:127.0.0.1:$mon_port]" --fsid "$fsid" "$d/monmap" >/dev/null ||
-                bail_out "monmaptool failed"
-        ceph-mon "${C[@]}" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" || bail_out "ceph-mon --mkfs failed"
+                { echo "monmaptool failed"; return 1; }
+        ceph-mon "${C[@]}" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" || { echo "ceph-mon --mkfs failed"; return 1; }
         ceph-mon "${C[@]}" -f -i a 2>>"$d/log/mon.stderr" &
-        track_pid $!
+        track_pid $!; _rgw_pids+=($!)
         ou=$(cat /proc/sys/kernel/random/uuid)
-        id=$(timeout 60 ceph "${C[@]}" osd new "$ou" 2>>"$d/log/ceph.stderr") || bail_out "ceph osd new failed"
-        ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$ou" >/dev/null 2>&1 || bail_out "ceph-osd --mkfs failed"
+        id=$(timeout 60 ceph "${C[@]}" osd new "$ou" 2>>"$d/log/ceph.stderr") || { echo "ceph osd new failed"; return 1; }
+        ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$ou" >/dev/null 2>&1 || { echo "ceph-osd --mkfs failed"; return 1; }
         ceph-osd "${C[@]}" -f -i "$id" >/dev/null 2>>"$d/log/osd.stderr" &
-        track_pid $!
+        track_pid $!; _rgw_pids+=($!)
         radosgw "${C[@]}" -f -n client.rgw.a >/dev/null 2>>"$d/log/rgw.stderr" &
-        track_pid $!
+        track_pid $!; _rgw_pids+=($!)
         for i in $(seq 1 240); do
                 c=$(curl -s -o /dev/null -w '%{http_code}' "$RGW_ENDPOINT/" || true)
                 [ "$c" = 200 ] && break
                 sleep 0.25
         done
-        [ "$c" = 200 ] || bail_out "radosgw did not answer: $(tail -5 "$d/log/client.rgw.a.log" 2>/dev/null)"
+        [ "$c" = 200 ] || { echo "radosgw did not answer: $(tail -5 "$d/log/client.rgw.a.log" 2>/dev/null)"; return 1; }
         timeout 60 radosgw-admin "${C[@]}" user create --uid=ckpt --display-name=ckpt \
-                --access-key="$RGW_KEY" --secret="$RGW_SECRET" >/dev/null 2>&1 || bail_out "radosgw-admin user create failed"
+                --access-key="$RGW_KEY" --secret="$RGW_SECRET" >/dev/null 2>&1 || { echo "radosgw-admin user create failed"; return 1; }
         for i in $(seq 1 40); do
                 c=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$RGW_REGION:s3" \
                         --user "$RGW_KEY:$RGW_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
@@ -117,7 +117,24 @@ rgw_start() {
                 [ "$c" = 200 ] && break
                 sleep 0.25
         done
-        [ "$c" = 200 ] || bail_out "creating bucket $RGW_BUCKET failed (HTTP $c)"
+        [ "$c" = 200 ] || { echo "creating bucket $RGW_BUCKET failed (HTTP $c)"; return 1; }
+}
+
+# rgw_start: brings a cluster up (≈20 s) or bails out. A single-node cluster on a busy machine
+# sometimes does not come up (an OSD that never joins); the attempt is torn down and made again.
+_rgw_pids=()
+rgw_start() {
+        local attempt why p
+        rgw_requirements
+        for attempt in 1 2 3; do
+                _rgw_pids=()
+                rm -rf "$T/ceph"
+                _rgw_try_start "$T/ceph" >"$T/rgw-attempt.out" && return 0
+                why=$(tail -n 1 "$T/rgw-attempt.out")
+                diag "RGW attempt $attempt: $why"
+                for p in "${_rgw_pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+        done
+        bail_out "Ceph RGW did not come up in 3 attempts: $why"
 }
 
 # rgw_aws ARGS...: Debian's aws CLI against the cluster (another aws may come first in PATH).
