@@ -548,3 +548,100 @@ bool s3_error_code_retryable(const char *code) {
                         streq(code, "ServiceUnavailable") || streq(code, "RequestTimeout") ||
                         streq(code, "OperationAborted"));
 }
+
+/* ---- Google Cloud Storage XML API ---- */
+
+static bool gs_char_alnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool gs_bucket_name_is_valid(const char *b) {
+        size_t n = b ? strlen(b) : 0, comp = 0;
+        unsigned dots = 0;
+        bool digits_only = true;
+
+        if (n < 3 || n > 222 || !gs_char_alnum(b[0]) || !gs_char_alnum(b[n - 1]))
+                return false;
+        if (strneq(b, "goog", 4) || strstr(b, "google"))
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = b[i];
+
+                if (c == '.') {
+                        if (b[i - 1] == '.' || comp == 0)
+                                return false;
+                        dots++;
+                        comp = 0;
+                        continue;
+                }
+                if (!gs_char_alnum(c) && c != '-' && c != '_')
+                        return false;
+                if (c < '0' || c > '9')
+                        digits_only = false;
+                if (++comp > 63)
+                        return false;
+        }
+        if (dots == 0 && n > 63)
+                return false;
+        return !(dots == 3 && digits_only); /* an IPv4 address */
+}
+
+int gs_location_parse(const char *location, char **ret_bucket, char **ret_prefix) {
+        _cleanup_free_ char *bucket = NULL, *prefix = NULL;
+        const char *slash = strchr(location, '/');
+        size_t plen;
+
+        bucket = slash ? strndup(location, (size_t) (slash - location)) : strdup(location);
+        if (!bucket)
+                return -ENOMEM;
+        if (!gs_bucket_name_is_valid(bucket))
+                return -EINVAL;
+        slash = slash ? slash + 1 : "";
+        plen = strlen(slash);
+        if (plen > 512 || !s3_prefix_is_valid(slash))
+                return -EINVAL;
+        prefix = malloc(plen + 2);
+        if (!prefix)
+                return -ENOMEM;
+        memcpy(prefix, slash, plen);
+        if (plen > 0 && prefix[plen - 1] != '/')
+                prefix[plen++] = '/';
+        prefix[plen] = 0;
+        *ret_bucket = TAKE_PTR(bucket);
+        *ret_prefix = TAKE_PTR(prefix);
+        return 0;
+}
+
+int gs_url(const char *endpoint, const char *bucket, const char *key, const char *query, char **ret) {
+        return s3_url(endpoint ?: GS_DEFAULT_ENDPOINT, NULL, bucket, key, query, ret);
+}
+
+int gs_bearer_header(const char *token, char **ret) {
+        if (isempty(token) || strlen(token) > 8192)
+                return -EINVAL;
+        for (const char *p = token; *p; p++)
+                if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f)
+                        return -EINVAL;
+        return asprintf(ret, "Authorization: Bearer %s", token) < 0 ? -ENOMEM : 0;
+}
+
+int gs_error_to_errno(const char *code, long status) {
+        static const struct {
+                const char *code;
+                int error;
+        } table[] = {
+                { "AuthenticationRequired", -EACCES },
+                { "MissingSecurityHeader", -EACCES },
+                { "InvalidSecurity", -EACCES },
+                { "UserProjectMissing", -EACCES },
+                { "AccountProblem", -EACCES },
+                { "TooManyRequests", -EAGAIN },
+                { "RateLimitExceeded", -EAGAIN },
+                { "InvalidArgument", -EINVAL },
+        };
+
+        for (size_t i = 0; code && i < ELEMENTSOF(table); i++)
+                if (streq(code, table[i].code))
+                        return table[i].error;
+        return s3_error_to_errno(code, status);
+}

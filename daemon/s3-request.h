@@ -78,3 +78,29 @@ int s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_mess
 /* S3 error code (and HTTP status when the code is unknown or NULL) → negative errno. */
 int s3_error_to_errno(const char *code, long status);
 bool s3_error_code_retryable(const char *code);
+
+/* ---- Google Cloud Storage's XML API (storage-gs.c): S3's verbs, XML and error documents, with
+ * its own bucket rules, host and create-only header. ---- */
+
+#define GS_DEFAULT_ENDPOINT "https://storage.googleapis.com"
+#define GS_CREATE_ONLY_HEADER "x-goog-if-generation-match: 0"
+
+/* GCS bucket rules: 3–63 characters of lower-case letters, digits, '-', '_' and '.' (up to 222
+ * with dots, each dot-separated component at most 63), starting and ending with a letter or
+ * digit, no "..", not an IPv4 address, not starting with "goog", not containing "google". */
+bool gs_bucket_name_is_valid(const char *bucket);
+
+/* "bucket" or "bucket/prefix/path" (what follows "gs://"); as s3_location_parse(). */
+int gs_location_parse(const char *location, char **ret_bucket, char **ret_prefix);
+
+/* Always path-style: ENDPOINT/BUCKET/KEY, endpoint NULL = GS_DEFAULT_ENDPOINT. Key escaping and
+ * query as s3_url(). */
+int gs_url(const char *endpoint, const char *bucket, const char *key, const char *query, char **ret);
+
+/* The "Authorization: Bearer TOKEN" header line; -EINVAL for an empty token or one with
+ * characters that do not belong in a header. The result holds a secret: erase and free it. */
+int gs_bearer_header(const char *token, char **ret);
+
+/* GCS error code (and HTTP status) → negative errno: s3_error_to_errno() plus GCS's own codes
+ * (AuthenticationRequired, TooManyRequests, ...). */
+int gs_error_to_errno(const char *code, long status);

@@ -46,6 +46,8 @@ step() {
 }
 
 step "install dependencies" "$top/scripts/install-deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+# The Azure tests' emulator, installed by install-deps.sh from package-lock.json.
+export AZURITE="$top/node_modules/.bin/azurite-blob"
 
 build() (
         autoreconf -fi >/dev/null 2>&1 || autoreconf -fi || exit 1

@@ -3,7 +3,7 @@
  * daemon does, against any storage URL:
  *
  *   store-probe [--debug] [--endpoint URL] [--region R] [--credentials-file F] [--ca-file F]
- *               [--concurrency N] URL COMMAND ARGS...
+ *               [--concurrency N] [--metadata-url URL] URL COMMAND ARGS...
  *     put KEY FILE [--create-only] [--part-size BYTES]   (multipart when FILE is larger)
  *     get KEY OUT [--offset O] [--len L]
  *     cat KEY                                             (get_data, to stdout)
@@ -100,13 +100,13 @@ static int json_str(char **json, const char *name, const char *value) {
 }
 
 typedef struct Args {
-        const char *endpoint, *region, *credentials, *ca_file, *url, *cmd, *a1, *a2;
+        const char *endpoint, *region, *credentials, *ca_file, *metadata_url, *url, *cmd, *a1, *a2;
         uint64_t part_size, offset, len, concurrency;
         bool create_only;
 } Args;
 
 static int make_config(const Args *a, Config **ret) {
-        _cleanup_free_ char *storage = NULL, *json = NULL;
+        _cleanup_free_ char *storage = NULL, *json = NULL, *cloud = strdup("");
         char **problems = NULL;
         int r;
 
@@ -121,11 +121,14 @@ static int make_config(const Args *a, Config **ret) {
                 r = json_str(&storage, "credentials_file", a->credentials);
         if (r >= 0)
                 r = json_str(&storage, "ca_file", a->ca_file);
+        if (r >= 0)
+                r = cloud ? json_str(&cloud, "metadata_url", a->metadata_url) : -ENOMEM; /* ",\"metadata_url\":..." */
         if (r < 0)
                 return r;
         if (asprintf(&json, "{\"job_id\":\"probe\",\"tasks\":[{\"name\":\"t\",\"runtime\":\"exec\","
                      "\"command\":[\"true\"],\"checkpoint_dir\":\"/nonexistent/store-probe/ckpt\"}],"
-                     "\"storage\":{%s}}", storage) < 0)
+                     "\"storage\":{%s}%s%s%s}", storage, *cloud ? ",\"cloud\":{" : "", *cloud ? cloud + 1 : "",
+                     *cloud ? "}" : "") < 0)
                 return -ENOMEM;
         r = config_parse(json, strlen(json), NULL, "/nonexistent/store-probe/state", ret, &problems);
         STRV_FOREACH(p, problems)
@@ -193,6 +196,7 @@ static int parse_args(int argc, char **argv, Args *a) {
                 { "region", required_argument, NULL, 'r' },
                 { "credentials-file", required_argument, NULL, 'c' },
                 { "ca-file", required_argument, NULL, 'a' },
+                { "metadata-url", required_argument, NULL, 'm' },
                 { "concurrency", required_argument, NULL, 'j' },
                 { "create-only", no_argument, NULL, 'C' },
                 { "part-size", required_argument, NULL, 'p' },
@@ -218,6 +222,7 @@ static int parse_args(int argc, char **argv, Args *a) {
                 case 'r': a->region = optarg; break;
                 case 'c': a->credentials = optarg; break;
                 case 'a': a->ca_file = optarg; break;
+                case 'm': a->metadata_url = optarg; break;
                 case 'C': a->create_only = true; break;
                 case 'd': log_set_max_level(LOG_DEBUG); break;
                 case 'j': if (parse_u64(optarg, &a->concurrency) < 0) return -EINVAL; break;
@@ -261,7 +266,7 @@ int main(int argc, char **argv) {
 
         if (parse_args(argc, argv, &a) < 0) {
                 fputs("Usage: store-probe [--endpoint URL] [--region R] [--credentials-file F] [--ca-file F]\n"
-                      "                   [--concurrency N] URL put KEY FILE [--create-only] [--part-size N]\n"
+                      "                   [--concurrency N] [--metadata-url URL] URL put KEY FILE [--create-only] [--part-size N]\n"
                       "                   | get KEY OUT [--offset O --len L] | cat KEY | list PREFIX | rm KEY\n",
                       stderr);
                 return 2;
