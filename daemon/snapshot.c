@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* The snapshot engine, create and list (restore: snapshot-restore.c; retention: below).
+/* The snapshot engine, create and list (restore: snapshot-restore.c; retention and the completion
+ * marker: snapshot-retention.c).
  *
  * create: scan (worker) → list data/ → list manifests (parent) → hash what the stat cache does not
  * know (worker jobs) → upload the objects the store lacks (bounded) → commit the manifest
- * create-only under the next free seq → save the stat cache (worker) → done.
+ * create-only under the next free seq → retention (storage.keep) → save the stat cache (worker) →
+ * done.
+ *
+ * Only objects the parent manifest references are reused; anything else found under data/ (left by
+ * a cancelled create, or by a snapshot retention removed) is uploaded again. Retention may remove
+ * such an object at any moment (no manifest protects it, and it may be older than the grace
+ * period), so reusing it could commit a manifest that references a missing object; uploading it
+ * again renews its modification time, and the grace period covers it until the commit. The parent
+ * is the newest manifest when the create starts, so retention keeps it (and its objects) unless
+ * storage.keep newer snapshots are committed by other writers while this create runs.
  *
  * Every asynchronous step holds a reference on the operation: freeing it only marks it cancelled,
  * and the last callback to come back releases it. Thread-side functions touch only the operation's
@@ -163,6 +173,12 @@ struct SnapshotCreate {
         size_t n_existing;
         Manifest *parent;
         char parent_id[SNAPSHOT_ID_MAX];
+        char **parent_objects;          /* "data/<sha256>" the parent references, sorted: reusable */
+        size_t n_parent_objects;
+        unsigned keep;                  /* storage.keep, 0: no retention */
+        usec_t grace;
+        SnapshotRetention *retention;   /* in flight after the commit, holds a reference */
+        char *retention_message;
         unsigned commit_attempts;
         char *manifest_json;
         size_t manifest_len;
@@ -183,6 +199,8 @@ static void create_destroy(SnapshotCreate *c) {
         free(c->uploads);
         store_objects_free(c->existing, c->n_existing);
         manifest_free(c->parent);
+        strv_free(c->parent_objects);
+        free(c->retention_message);
         ckpt_scan_free(c->scan);
         stat_cache_free(c->cache);
         safe_close(c->root_fd);
@@ -216,6 +234,10 @@ SnapshotCreate *snapshot_create_free(SnapshotCreate *c) {
                 return NULL;
         c->cancelled = true;
         atomic_store(&c->stop, true);
+        if (c->retention) {     /* its callback will not come: drop the reference it held */
+                c->retention = snapshot_retention_free(c->retention);
+                create_unref(c);
+        }
         create_unref(c);
         return NULL;
 }
@@ -376,6 +398,9 @@ static void create_on_parent(Store *s, int error, char *data, size_t len, void *
         if (create_live(c)) {
                 if (error >= 0 && manifest_parse(data, len, &c->parent, &msg) < 0)
                         log_debug("Ignoring manifest %s as a parent: %s", c->parent_id, strna(msg));
+                if (c->parent && manifest_object_keys(c->parent, &c->parent_objects) < 0)
+                        c->parent = manifest_free(c->parent); /* out of memory: reuse nothing */
+                c->n_parent_objects = strv_length(c->parent_objects);
                 if (!c->parent)
                         c->parent_id[0] = 0;
                 create_hash_pump(c);
@@ -418,14 +443,25 @@ out:
 
 /* ---- step 3: hashing */
 
+static int string_compare(const void *a, const void *b) {
+        return strcmp(*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Whether f's object can be reused: in the data/ listing with the right size, and referenced by
+ * the parent manifest (see the top of the file). */
 static bool create_object_present(SnapshotCreate *c, const CreateFile *f) {
         _cleanup_free_ char *key = NULL;
+        char rel[MANIFEST_OBJECT_KEY_MAX];
+        const char *p = rel;
         const StoreObject *o;
 
-        if (snapshot_object_key(c->job, c->task, f->sha256, &key) < 0)
+        if (c->n_parent_objects == 0 || snapshot_object_key(c->job, c->task, f->sha256, &key) < 0)
                 return false;
         o = create_find_object(c, key);
-        return o && o->size == f->st.size;
+        if (!o || o->size != f->st.size)
+                return false;
+        (void) snprintf(rel, sizeof(rel), "data/%s", f->sha256);
+        return bsearch(&p, c->parent_objects, c->n_parent_objects, sizeof(char *), string_compare);
 }
 
 /* A cached digest whose object is in the store needs no reading; its part checksums come from the
@@ -835,31 +871,112 @@ static void create_on_saved(int result, void *arg) {
         if (create_live(c)) {
                 c->finished = true;
                 create_ref(c);
-                c->done(c, 0, &c->info, NULL, c->userdata);
+                c->done(c, 0, &c->info, c->retention_message, c->userdata);
                 create_unref(c);
         }
         create_unref(c);
 }
 
-static void create_on_manifest_put(Store *s, int error, void *userdata) {
-        SnapshotCreate *c = userdata;
+static void create_save(SnapshotCreate *c) {
         int r;
+
+        r = create_submit(c, create_save_job, create_on_saved, c);
+        if (r < 0)
+                create_fail(c, r, "Cannot save the stat cache: %s", strerror(-r));
+}
+
+static void create_on_retention(SnapshotRetention *rt, int error, const SnapshotRetentionResult *result,
+                                const char *message, void *userdata) {
+        SnapshotCreate *c = userdata;
+
+        c->retention = snapshot_retention_free(c->retention);
+        c->info.removed_snapshots = result->manifests_removed;
+        c->info.removed_objects = result->objects_removed;
+        c->info.removed_bytes = result->bytes_removed;
+        if (error < 0) {
+                log_warning("Retention after snapshot %s of %s/%s: %s", c->info.id, c->job, c->task,
+                            strna(message));
+                if (asprintf(&c->retention_message, "Snapshot %s committed; retention: %s", c->info.id,
+                             strna(message)) < 0)
+                        c->retention_message = NULL;
+        }
+        if (create_live(c))
+                create_save(c);
+        create_unref(c);
+}
+
+/* After the commit: storage.keep, if set. Its problems never fail the snapshot. */
+static void create_retention(SnapshotCreate *c) {
+        int r;
+
+        if (c->keep == 0)
+                return create_save(c);
+        create_ref(c);
+        r = snapshot_retention_start(c->store, c->job, c->task, c->keep, c->grace, create_on_retention, c,
+                                     &c->retention);
+        if (r < 0) {
+                create_unref(c);
+                log_warning_errno(r, "Cannot start retention for %s/%s, ignoring: %m", c->job, c->task);
+                if (asprintf(&c->retention_message, "Snapshot %s committed; retention did not start: %s",
+                             c->info.id, strerror(-r)) < 0)
+                        c->retention_message = NULL;
+                create_save(c);
+        }
+}
+
+static void create_commit_taken(SnapshotCreate *c, Store *s, int error) {
+        if (++c->commit_attempts < SNAPSHOT_COMMIT_ATTEMPTS) {
+                log_info("Snapshot id %s was taken by another writer, trying the next one", c->info.id);
+                create_list_for_commit(c);
+                return;
+        }
+        create_fail(c, error, "Cannot commit the manifest of %s/%s to %s: every id tried was taken by other writers",
+                    c->job, c->task, s->url);
+}
+
+/* The create-only put said the id exists. When a retry follows a lost answer, the manifest that
+ * is there may be our own first attempt: then the snapshot is committed (never commit it twice
+ * under another id). Anything else under that id belongs to another writer. */
+static void create_on_manifest_readback(Store *s, int error, char *data, size_t len, void *userdata) {
+        _cleanup_free_ char *owned = data;
+        SnapshotCreate *c = userdata;
 
         if (!create_live(c))
                 goto out;
-        if (error == -EEXIST && ++c->commit_attempts < SNAPSHOT_COMMIT_ATTEMPTS) {
-                log_info("Snapshot id %s was taken by another writer, trying the next one", c->info.id);
-                create_list_for_commit(c);
+        if (error >= 0 && len == c->manifest_len && memcmp(data, c->manifest_json, len) == 0) {
+                log_info("Snapshot %s was already committed by this writer (an answer was lost)", c->info.id);
+                create_retention(c);
+                goto out;
+        }
+        create_commit_taken(c, s, -EEXIST);
+out:
+        create_unref(c);
+}
+
+static void create_on_manifest_put(Store *s, int error, void *userdata) {
+        SnapshotCreate *c = userdata;
+
+        if (!create_live(c))
+                goto out;
+        if (error == -EEXIST) {
+                _cleanup_free_ char *key = NULL;
+                int r = snapshot_manifest_key(c->job, c->task, c->info.id, &key);
+
+                if (r >= 0) {
+                        r = s->vt->get_data(s, key, c->manifest_len + 1, create_on_manifest_readback, create_ref(c));
+                        if (r < 0)
+                                create_unref(c);
+                }
+                if (r < 0)
+                        create_commit_taken(c, s, -EEXIST);
                 goto out;
         }
         if (error < 0) {
                 create_fail(c, error, "Cannot commit the manifest of %s/%s to %s: %s", c->job, c->task, s->url,
-                            error == -EEXIST ? "every id tried was taken by other writers" : strerror(-error));
+                            strerror(-error));
                 goto out;
         }
-        r = create_submit(c, create_save_job, create_on_saved, c);
-        if (r < 0)
-                create_fail(c, r, "Cannot save the stat cache: %s", strerror(-r));
+        create_retention(c);
 out:
         create_unref(c);
 }
@@ -976,6 +1093,8 @@ int snapshot_create_start(const SnapshotCreateParams *p, SnapshotCreate **ret) {
         c->progress = p->progress;
         c->done = p->done;
         c->userdata = p->userdata;
+        c->keep = p->config->storage_keep;
+        c->grace = p->retention_grace ?: SNAPSHOT_RETENTION_GRACE_USEC;
         r = create_copy_params(c, p);
         if (r >= 0)
                 r = snapshot_writer_id(c->instance_id, c->boot_id, c->writer);

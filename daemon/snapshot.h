@@ -50,6 +50,10 @@ typedef struct SnapshotSummary {
         /* create only: what this snapshot had to send (0 when everything was in the store). */
         uint64_t uploaded_bytes;
         uint64_t uploaded_objects;
+        /* create only: what the retention run after the commit removed (storage.keep). */
+        uint64_t removed_snapshots;
+        uint64_t removed_objects;
+        uint64_t removed_bytes;         /* data objects */
 } SnapshotSummary;
 
 void snapshot_summary_done(SnapshotSummary *i);
@@ -61,7 +65,9 @@ typedef struct SnapshotCreate SnapshotCreate;
 
 /* bytes: newly hashed or uploaded since the last call; phase "hash" or "upload". */
 typedef void (*SnapshotProgress)(const char *phase, uint64_t bytes, void *userdata);
-/* info: valid during the call (copy what you keep); NULL on error. message: NULL on success. */
+/* info: valid during the call (copy what you keep); NULL on error. message: NULL on success, except
+ * when the retention run after the commit had a problem: error is then 0 (the snapshot is
+ * committed) and message says what retention could not do. */
 typedef void (*SnapshotCreateDone)(SnapshotCreate *c, int error, const SnapshotSummary *info, const char *message,
                                    void *userdata);
 
@@ -74,6 +80,10 @@ typedef struct SnapshotCreateParams {
         const char *boot_id;
         const char *hostname;
         const char *state_dir;          /* for the stat cache; NULL: no cache */
+        /* After the commit, when config->storage_keep > 0, retention keeps that many snapshots;
+         * objects no kept manifest references are removed once older than retention_grace
+         * (0: SNAPSHOT_RETENTION_GRACE_USEC). */
+        usec_t retention_grace;
         SnapshotProgress progress;      /* optional */
         SnapshotCreateDone done;
         void *userdata;
@@ -130,3 +140,101 @@ int snapshot_openat_beneath(int dir_fd, const char *path, int flags, mode_t mode
 /* The ids of the manifests in a listing of "<job>/<task>/manifests/", sorted oldest first. */
 int snapshot_ids_from_listing(const StoreObject *objects, size_t n, const char *job, const char *task,
                               char (**ret)[SNAPSHOT_ID_MAX], size_t *ret_n);
+
+/* ---- retention (snapshot-retention.c)
+ *
+ * Keeps the newest `keep` manifests of a task (by id, whether they parse or not: a manifest newer
+ * than a kept one is never removed), removes the older ones, oldest first, then removes the data
+ * objects that no remaining manifest references and whose modification time (the store's) is
+ * older than grace: a writer elsewhere may be uploading the objects of a snapshot it has not
+ * committed yet. An object of unknown age is kept. The remaining manifests are those of a second
+ * listing made after the removals (so snapshots committed meanwhile count too); when one of them
+ * cannot be read or parsed (or is from a newer trainsupd), no data object is removed at all.
+ * Only keys of the form "<job>/<task>/data/<sha256>" are ever removed as data.
+ *
+ * create never reuses an object that its parent manifest (the newest at its start, always among
+ * the kept ones) does not reference: such an object is uploaded again, which also renews its
+ * modification time, so the grace period protects it until the commit. See docs/snapshot-format.md
+ * "Retention".
+ *
+ * Errors given to done: store errors (listing, reading, removing); -EBADMSG (or
+ * -EPROTONOSUPPORT, -EFBIG) when a remaining manifest is unusable and data was left alone
+ * (result->data_skipped). result is never NULL: what was done up to the error. */
+
+#define SNAPSHOT_RETENTION_GRACE_USEC (3600U * USEC_PER_SEC)
+
+typedef struct SnapshotRetention SnapshotRetention;
+
+typedef struct SnapshotRetentionResult {
+        uint64_t manifests_kept;        /* in the second listing */
+        uint64_t manifests_removed;
+        uint64_t manifest_bytes_removed;
+        uint64_t objects_removed;
+        uint64_t bytes_removed;
+        uint64_t objects_referenced;    /* in the store and referenced: kept */
+        uint64_t objects_young;         /* unreferenced, younger than grace: kept */
+        uint64_t objects_unknown_age;   /* unreferenced, no modification time: kept */
+        uint64_t objects_foreign;       /* under data/ but not a data object key: ignored */
+        bool data_skipped;              /* no data object removed: a remaining manifest is unusable */
+} SnapshotRetentionResult;
+
+/* message: NULL on success, else one line naming the problem. Both valid during the call. */
+typedef void (*SnapshotRetentionDone)(SnapshotRetention *r, int error, const SnapshotRetentionResult *result,
+                                      const char *message, void *userdata);
+
+/* -EINVAL for keep 0 or an invalid job or task. */
+int snapshot_retention_start(Store *store, const char *job, const char *task, unsigned keep, usec_t grace,
+                             SnapshotRetentionDone done, void *userdata, SnapshotRetention **ret);
+SnapshotRetention *snapshot_retention_free(SnapshotRetention *r);
+DEFINE_CLEANUP_FUNC(SnapshotRetention *, snapshot_retention_free);
+
+/* ---- the job's completion marker, "<job>/COMPLETED.json" (format: manifest.h, JobCompletion) */
+
+typedef struct SnapshotMark SnapshotMark;
+
+/* result: 1 the marker was written; 0 it was already there (an earlier run or another writer
+ * completed the job; it is not read back); negative errno on failure, with message. */
+typedef void (*SnapshotMarkDone)(SnapshotMark *m, int result, const char *message, void *userdata);
+
+typedef struct SnapshotMarkParams {
+        Store *store;
+        const Config *config;           /* job_id, tasks */
+        const char *instance_id;        /* the writer */
+        const char *boot_id;
+        const char *hostname;
+        /* config->n_tasks entries, in config->tasks order: each task's last committed snapshot id,
+         * or NULL when it never committed one. NULL: none for every task. */
+        const char * const *last_snapshots;
+        usec_t completed_at;            /* CLOCK_REALTIME; 0: now */
+        SnapshotMarkDone done;
+        void *userdata;
+} SnapshotMarkParams;
+
+/* Writes the marker create-only. -EINVAL (no callback) when the marker cannot be built. */
+int snapshot_mark_completed_start(const SnapshotMarkParams *p, SnapshotMark **ret);
+SnapshotMark *snapshot_mark_free(SnapshotMark *m);
+DEFINE_CLEANUP_FUNC(SnapshotMark *, snapshot_mark_free);
+
+typedef enum SnapshotCompletionState {
+        SNAPSHOT_COMPLETION_ABSENT,
+        SNAPSHOT_COMPLETION_PRESENT,
+        SNAPSHOT_COMPLETION_INVALID,    /* there, but unparseable, too large, of another job or of a newer version */
+        _SNAPSHOT_COMPLETION_STATE_MAX,
+        _SNAPSHOT_COMPLETION_STATE_INVALID = -EINVAL,
+} SnapshotCompletionState;
+
+const char *snapshot_completion_state_to_string(SnapshotCompletionState s);
+SnapshotCompletionState snapshot_completion_state_from_string(const char *s);
+
+typedef struct SnapshotCompletionCheck SnapshotCompletionCheck;
+
+/* error: a store error (the state is unknown; state is _SNAPSHOT_COMPLETION_STATE_INVALID), else 0.
+ * marker: the parsed marker when PRESENT, else NULL; message: why INVALID, or the error. Both valid
+ * during the call. */
+typedef void (*SnapshotCompletionCheckDone)(SnapshotCompletionCheck *c, int error, SnapshotCompletionState state,
+                                            const JobCompletion *marker, const char *message, void *userdata);
+
+int snapshot_completion_check_start(Store *store, const char *job, SnapshotCompletionCheckDone done, void *userdata,
+                                    SnapshotCompletionCheck **ret);
+SnapshotCompletionCheck *snapshot_completion_check_free(SnapshotCompletionCheck *c);
+DEFINE_CLEANUP_FUNC(SnapshotCompletionCheck *, snapshot_completion_check_free);

@@ -45,6 +45,13 @@ not_ok() {
         echo "not ok $_tap_n - $*"
 }
 
+# todo_not_ok DESC WHY: a known failure, reported as such (TAP TODO: counted as XFAIL, and an
+# XPASS if it ever passes this way), never silently dropped.
+todo_not_ok() {
+        _tap_n=$((_tap_n + 1))
+        echo "not ok $_tap_n - $1 # TODO $2"
+}
+
 skip() { # skip DESC REASON
         _tap_n=$((_tap_n + 1))
         echo "ok $_tap_n - $1 # SKIP $2"
