@@ -325,7 +325,7 @@ static int oneshot_setup(OneShot *o) {
                                                   .config = o->config });
         if (r < 0) {
                 if (r == -EPROTONOSUPPORT)
-                        fprintf(stderr, "trainsupd: %s: this release supports file:// and s3:// stores only\n",
+                        fprintf(stderr, "trainsupd: %s: unsupported store (file://, s3://, gs:// and az:// are)\n",
                                 o->config->storage_url);
                 else
                         fprintf(stderr, "trainsupd: cannot open the store %s: %s\n", o->config->storage_url,
