@@ -369,7 +369,8 @@ for kind in traversal absolute symlink size-bigger size-smaller; do
         rgw_aws s3 cp "$T/hostile-$kind.json" "s3://$RGW_BUCKET/$TASKP/manifests/$hid.json" >/dev/null 2>&1 ||
                 bail_out "cannot upload the hostile manifest"
         run_cmd --timeout 120 "$TRAINSUPD" restore --config "$CFG" --snapshot "$hid" --to "$T/hx/sub/out"
-        escaped=$(find "$T" /tmp -maxdepth 4 -name 'escape-*' 2>/dev/null | head -3)
+        escaped=$(find "$T" /tmp -maxdepth 4 \( -name escape-traversal.txt -o -name escape-absolute-trainsupd.txt \
+                -o -name escape-symlink.txt \) 2>/dev/null | head -3)
         is "$RC:$(cd "$T/hx" && find . | LC_ALL=C sort | tr '\n' ' ')${escaped:+ escaped: $escaped}" "65:. ./marker ./sub " \
                 "hostile manifest ($kind): restore --snapshot refuses with exit 65, writes nothing outside or in the target"
         [ "$RC" = 65 ] || diag "$kind: $OUT $ERR"
