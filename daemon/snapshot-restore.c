@@ -165,6 +165,10 @@ static void restore_unref(SnapshotRestore *r) {
                 restore_destroy(r);
 }
 
+bool snapshot_restore_busy(const SnapshotRestore *r) {
+        return r && r->n_ref > 1;
+}
+
 SnapshotRestore *snapshot_restore_free(SnapshotRestore *r) {
         if (!r)
                 return NULL;

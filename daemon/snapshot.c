@@ -229,6 +229,10 @@ static void create_unref(SnapshotCreate *c) {
                 create_destroy(c);
 }
 
+bool snapshot_create_busy(const SnapshotCreate *c) {
+        return c && c->n_ref > 1;
+}
+
 SnapshotCreate *snapshot_create_free(SnapshotCreate *c) {
         if (!c)
                 return NULL;

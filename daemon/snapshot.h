@@ -91,6 +91,9 @@ typedef struct SnapshotCreateParams {
 
 int snapshot_create_start(const SnapshotCreateParams *p, SnapshotCreate **ret);
 SnapshotCreate *snapshot_create_free(SnapshotCreate *c);
+/* Work of c still in flight (store calls, worker jobs), also after its done callback: free the
+ * store only once this is false, or the store drops their callbacks and c leaks. */
+bool snapshot_create_busy(const SnapshotCreate *c);
 DEFINE_CLEANUP_FUNC(SnapshotCreate *, snapshot_create_free);
 
 /* ---- list */
@@ -130,6 +133,8 @@ typedef struct SnapshotRestoreParams {
 
 int snapshot_restore_start(const SnapshotRestoreParams *p, SnapshotRestore **ret);
 SnapshotRestore *snapshot_restore_free(SnapshotRestore *r);
+/* As snapshot_create_busy(). */
+bool snapshot_restore_busy(const SnapshotRestore *r);
 DEFINE_CLEANUP_FUNC(SnapshotRestore *, snapshot_restore_free);
 
 /* ---- shared by snapshot*.c (internal) */

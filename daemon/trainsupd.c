@@ -347,6 +347,24 @@ static int oneshot_run(OneShot *o) {
         return 0;
 }
 
+/* After an operation reported its end, work it started may still be in flight (the other
+ * downloads of a restore that failed on one file): let it finish before the store goes away. */
+static void oneshot_drain(OneShot *o, bool (*busy)(const void *), const void *op) {
+        usec_t until = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+
+        while (busy(op) && now_usec(CLOCK_MONOTONIC) < until)
+                if (sd_event_run(o->event, 100 * USEC_PER_MSEC) < 0)
+                        break;
+}
+
+static bool create_busy(const void *p) {
+        return snapshot_create_busy(p);
+}
+
+static bool restore_busy(const void *p) {
+        return snapshot_restore_busy(p);
+}
+
 static void oneshot_finish(OneShot *o, int error, const SnapshotSummary *info, const char *message) {
         o->done = true;
         o->error = error;
@@ -412,6 +430,7 @@ static int verb_snapshot(void) {
                 return EX_SOFTWARE;
         }
         r = oneshot_run(&o);
+        oneshot_drain(&o, create_busy, c);
         if (r != 0)
                 return r;
         if (o.error < 0) {
@@ -562,6 +581,7 @@ static int verb_restore(void) {
                 return EX_SOFTWARE;
         }
         r = oneshot_run(&o);
+        oneshot_drain(&o, restore_busy, rs);
         if (r != 0)
                 return r;
         if (o.error < 0) {
