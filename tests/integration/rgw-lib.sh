@@ -72,7 +72,7 @@ osd data = $d/osd/ceph-\$id
 osd objectstore = memstore
 memstore device bytes = $((${RGW_MEMSTORE_MB:-2048} * 1048576))
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw data = $d/rgw
 CONF
 }
