@@ -19,6 +19,11 @@ struct ControlClient {
         char *out;
         size_t out_len;
         bool closing; /* close once the output is flushed */
+        ControlTicket *ticket; /* a deferred answer is outstanding */
+};
+
+struct ControlTicket {
+        ControlClient *client; /* NULL once the client went away */
 };
 
 struct ControlServer {
@@ -36,6 +41,8 @@ static void control_client_free(ControlClient *c) {
 
         if (!c)
                 return;
+        if (c->ticket)
+                c->ticket->client = NULL;
         s = c->server;
         for (size_t i = 0; s && i < ELEMENTSOF(s->clients); i++)
                 if (s->clients[i] == c)
@@ -136,6 +143,79 @@ int control_client_error(ControlClient *c, const char *error, const char *format
         return control_client_queue(c, msg, len);
 }
 
+ControlTicket *control_client_defer(ControlClient *c) {
+        ControlTicket *t;
+
+        if (c->ticket)
+                return NULL;
+        t = calloc(1, sizeof(ControlTicket));
+        if (!t)
+                return NULL;
+        t->client = c;
+        c->ticket = t;
+        (void) sd_event_source_set_enabled(c->idle, SD_EVENT_OFF);
+        return t;
+}
+
+/* The client again behaves as one without a pending answer. */
+static ControlClient *control_ticket_detach(ControlTicket *t) {
+        ControlClient *c = t->client;
+
+        free(t);
+        if (!c)
+                return NULL;
+        c->ticket = NULL;
+        (void) sd_event_source_set_time_relative(c->idle, CONTROL_IDLE_TIMEOUT_USEC);
+        (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+        return c;
+}
+
+bool control_ticket_connected(const ControlTicket *t) {
+        return t && t->client;
+}
+
+int control_ticket_reply(ControlTicket *t, const cJSON *parameters) {
+        ControlClient *c;
+
+        if (!t)
+                return -EINVAL;
+        c = control_ticket_detach(t);
+        return c ? control_client_reply(c, parameters) : -ENOTCONN;
+}
+
+int control_ticket_error(ControlTicket *t, const char *error, const char *format, ...) {
+        _cleanup_free_ char *message = NULL;
+        ControlClient *c;
+        va_list ap;
+        int r;
+
+        if (!t)
+                return -EINVAL;
+        c = control_ticket_detach(t);
+        if (!c)
+                return -ENOTCONN;
+        va_start(ap, format);
+        r = vasprintf(&message, format, ap);
+        va_end(ap);
+        return control_client_error(c, error, "%s", r < 0 ? "out of memory" : message);
+}
+
+void control_ticket_free(ControlTicket *t) {
+        ControlClient *c;
+
+        if (!t)
+                return;
+        c = control_ticket_detach(t);
+        if (!c)
+                return;
+        if (c->out_len == 0) {
+                control_client_free(c);
+                return;
+        }
+        c->closing = true;
+        (void) control_client_update_events(c);
+}
+
 static void control_client_dispatch(ControlClient *c, const char *msg) {
         _cleanup_(cJSON_Deletep) cJSON *params = NULL;
         _cleanup_free_ char *method = NULL;
@@ -159,7 +239,7 @@ static int control_client_read(ControlClient *c) {
         if (n == 0) {
                 /* The peer is done sending: answer what it asked, then close. */
                 c->closing = true;
-                if (c->out_len == 0)
+                if (c->out_len == 0 && !c->ticket)
                         return -ECONNRESET;
                 return control_client_update_events(c);
         }
@@ -193,7 +273,7 @@ static int control_client_write(ControlClient *c) {
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         memmove(c->out, c->out + n, c->out_len - (size_t) n);
         c->out_len -= (size_t) n;
-        if (c->out_len == 0 && c->closing)
+        if (c->out_len == 0 && c->closing && !c->ticket)
                 return -ECONNRESET;
         return control_client_update_events(c);
 }
@@ -211,6 +291,10 @@ static int control_client_on_io(sd_event_source *s, int fd, uint32_t revents, vo
                 r = -ECONNRESET;
         if (r >= 0 && (revents & EPOLLHUP) && !(revents & EPOLLIN) && c->out_len == 0)
                 r = -ECONNRESET;
+        if (r >= 0 && c->ticket && c->closing && c->out_len == 0)
+                /* Half-closed while waiting for a deferred answer: stop polling for input (a
+                 * half-closed socket stays readable) until the answer is queued. */
+                r = sd_event_source_set_io_events(c->io, 0);
         if (r < 0) {
                 if (r != -ECONNRESET)
                         log_debug_errno(r, "Control client failed: %m");

@@ -13,9 +13,15 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         control_server_free(m->control);
+        lifecycle_free(m);
         for (size_t i = 0; m->task_objs && i < m->config->n_tasks; i++)
                 task_free(m->task_objs[i]);
         free(m->task_objs);
+        /* Work still in flight (a cancelled snapshot's worker jobs) ends before the store goes. */
+        worker_free(m->worker);
+        store_free(m->store);
+        writer_id_done(&m->writer);
+        free(m->bus_address);
         sd_event_source_disable_unref(m->exit_timer);
         cloud_watch_free(m->cloud);
         curl_glue_free(m->glue);
@@ -27,7 +33,7 @@ Manager *manager_free(Manager *m) {
         return mfree(m);
 }
 
-static bool manager_tasks_settled(Manager *m) {
+bool manager_tasks_settled(Manager *m) {
         for (size_t i = 0; i < m->config->n_tasks; i++)
                 if (m->task_objs[i] && !task_is_settled(m->task_objs[i]))
                         return false;
@@ -47,8 +53,9 @@ static void manager_begin_exit(Manager *m) {
         unsigned grace = 0;
         bool wait = false;
 
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
         m->exiting = true;
-        for (size_t i = 0; i < m->config->n_tasks; i++) {
+        for (size_t i = 0; m->task_objs && i < m->config->n_tasks; i++) {
                 if (!m->task_objs[i])
                         continue;
                 if (!task_shutdown(m->task_objs[i]))
@@ -64,41 +71,33 @@ static void manager_begin_exit(Manager *m) {
                 (void) sd_event_exit(m->event, 0);
 }
 
-static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+static void manager_on_system_state(Logind *l, int error, const char *state, void *userdata) {
         Manager *m = userdata;
 
-        if (m->exiting)
-                return 0;
-        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
-        log_event_fields(EVENT_STOPPING, ((const LogField[]) { { "SIGNAL", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM" } }),
-                         "Received %s, stopping", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        manager_begin_exit(m);
-        return 0;
-}
-
-/* The job's phase follows its tasks: completed when all completed, failed when all settled and
- * one failed. (Final sync and power-off arrive with the lifecycle.) */
-static void manager_on_task_change(Task *t, void *userdata) {
-        Manager *m = userdata;
-        bool all_completed = true, any_failed = false;
-
-        if (m->exiting) {
-                if (manager_tasks_settled(m))
-                        (void) sd_event_exit(m->event, 0);
+        if (error >= 0 && state && streq(state, "stopping")) {
+                lifecycle_on_shutdown(m, true);
                 return;
         }
-        for (size_t i = 0; i < m->config->n_tasks; i++) {
-                Task *x = m->task_objs[i];
+        manager_begin_exit(m);
+}
 
-                if (!x || !task_is_settled(x))
-                        return;
-                all_completed = all_completed && x->state == TASK_STATE_COMPLETED;
-                any_failed = any_failed || x->state == TASK_STATE_FAILED;
+static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        const char *name = si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+
+        if (m->exiting || m->exit_after_round)
+                return 0;
+        log_event_fields(EVENT_STOPPING, ((const LogField[]) { { "SIGNAL", name } }), "Received %s, stopping", name);
+        /* SIGTERM during a system shutdown is a last-chance notice; otherwise (restart, upgrade)
+         * the tasks are left running for the next daemon. */
+        if (si->ssi_signo == SIGTERM && m->shutdown_seen) {
+                lifecycle_on_shutdown(m, true);
+                return 0;
         }
-        if (all_completed && m->phase != PHASE_COMPLETED)
-                manager_set_phase(m, PHASE_COMPLETED);
-        else if (any_failed && m->phase != PHASE_FAILED)
-                manager_set_phase(m, PHASE_FAILED);
+        if (si->ssi_signo == SIGTERM && m->logind && logind_system_state(m->logind, manager_on_system_state, m) >= 0)
+                return 0;
+        manager_begin_exit(m);
+        return 0;
 }
 
 static int manager_setup_tasks(Manager *m) {
@@ -122,8 +121,12 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *opts) {
                          .started_at = now_usec(CLOCK_REALTIME) };
         m->state_dir = strdup(opts->state_dir);
         m->control_path = strdup(opts->control_path);
-        if (!m->state_dir || !m->control_path)
+        m->bus_address = opts->bus_address ? strdup(opts->bus_address) : NULL;
+        if (!m->state_dir || !m->control_path || (opts->bus_address && !m->bus_address))
                 return -ENOMEM;
+        r = writer_id_read(opts->dmi_dir, &m->writer);
+        if (r < 0)
+                return r;
         m->provider = cloud_resolve_provider(config->cloud_provider, opts->dmi_dir);
         r = manager_setup_tasks(m);
         if (r < 0)
@@ -154,9 +157,16 @@ void manager_set_phase(Manager *m, Phase p) {
 }
 
 cJSON *manager_status_json(Manager *m) {
-        for (size_t i = 0; i < m->config->n_tasks; i++)
-                if (m->task_objs[i])
+        uint64_t rate = 0;
+
+        for (size_t i = 0; i < m->config->n_tasks; i++) {
+                if (m->task_objs && m->task_objs[i])
                         task_fill_status(m->task_objs[i], &m->tasks[i]);
+                if (m->syncs && m->syncs[i]) {
+                        task_sync_fill_status(m->syncs[i], &m->tasks[i]);
+                        rate += task_sync_current_rate(m->syncs[i]);
+                }
+        }
 
         const NoticeInfo notice = {
                 .kind = m->has_notice ? notice_kind_to_string(m->notice.kind) : NULL,
@@ -172,6 +182,7 @@ cJSON *manager_status_json(Manager *m) {
                 .tasks = m->tasks,
                 .n_tasks = m->config->n_tasks,
                 .notice = notice,
+                .upload_rate_bps = rate,
         };
 
         return status_to_json(&v);
@@ -206,11 +217,13 @@ static void manager_pick_notice(Manager *m) {
 static void manager_on_notice(CloudWatch *w, const Notice *n, bool gone, void *userdata) {
         Manager *m = userdata;
 
-        /* The lifecycle (checkpoint, upload, stop) hangs off here; for now status shows it. */
-        manager_pick_notice(m);
-        if (!gone)
-                (void) sd_notifyf(false, "STATUS=%s notice from %s (%s)", notice_kind_to_string(n->kind),
-                                  cloud_watch_name(w), n->imminent ? "imminent" : "advisory");
+        if (!m->shutdown_seen)
+                manager_pick_notice(m);
+        if (gone)
+                return;
+        (void) sd_notifyf(false, "STATUS=%s notice from %s (%s)", notice_kind_to_string(n->kind), cloud_watch_name(w),
+                          n->imminent ? "imminent" : "advisory");
+        lifecycle_on_notice(m, n);
 }
 
 static int manager_start_cloud(Manager *m) {
@@ -233,57 +246,23 @@ static bool param_true(const cJSON *parameters, const char *key) {
 }
 
 static void manager_control_stop(Manager *m, ControlClient *c, const cJSON *parameters) {
-        _cleanup_(cJSON_Deletep) cJSON *reply = cJSON_CreateObject();
-
-        if (param_true(parameters, "checkpoint")) {
-                (void) control_client_error(c, CONTROL_ERROR_NOT_AVAILABLE,
-                                            "stop --checkpoint needs checkpoint snapshots, which this daemon does not make yet");
-                return;
-        }
-        log_info("Stopping the tasks on request");
-        for (size_t i = 0; i < m->config->n_tasks; i++)
-                if (m->task_objs[i])
-                        (void) task_stop(m->task_objs[i]);
-        if (!reply || !cJSON_AddBoolToObject(reply, "stopping", true))
-                (void) control_client_error(c, CONTROL_ERROR_FAILED, "out of memory");
-        else
-                (void) control_client_reply(c, reply);
+        lifecycle_control_stop(m, c, param_true(parameters, "checkpoint"));
 }
 
-/* Sends the checkpoint signal to the tasks (all, or the one named). Snapshots of the result
- * arrive with object storage; --wait needs them and is refused until then. */
+/* trainsupd checkpoint [--task NAME] [--wait]: a checkpoint round (lifecycle-notice.c). */
 static void manager_control_checkpoint(Manager *m, ControlClient *c, const cJSON *parameters) {
-        _cleanup_(cJSON_Deletep) cJSON *reply = cJSON_CreateObject();
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(parameters, "task");
-        int sig = m->config->checkpoint_signal;
-        cJSON *sent;
 
-        if (param_true(parameters, "wait")) {
-                (void) control_client_error(c, CONTROL_ERROR_NOT_AVAILABLE,
-                                            "checkpoint --wait needs checkpoint snapshots, which this daemon does not make yet");
+        if (name && !cJSON_IsString(name)) {
+                (void) control_client_error(c, CONTROL_ERROR_INVALID_REQUEST, "task must be a string");
                 return;
         }
         if (cJSON_IsString(name) && !config_find_task(m->config, name->valuestring)) {
                 (void) control_client_error(c, CONTROL_ERROR_INVALID_REQUEST, "no task named %s", name->valuestring);
                 return;
         }
-        if (!reply || !(sent = cJSON_AddArrayToObject(reply, "signalled"))) {
-                (void) control_client_error(c, CONTROL_ERROR_FAILED, "out of memory");
-                return;
-        }
-        for (size_t i = 0; i < m->config->n_tasks && sig > 0; i++) {
-                Task *t = m->task_objs[i];
-
-                if (!t || (cJSON_IsString(name) && !streq(name->valuestring, t->name)))
-                        continue;
-                if (task_signal(t, sig) < 0)
-                        continue;
-                log_event_fields(EVENT_CHECKPOINT_REQUESTED,
-                                 ((const LogField[]) { { "TASK", t->name }, { "SIGNAL", signal_to_config_string(sig) } }),
-                                 "Asked task %s for a checkpoint (%s)", t->name, signal_to_config_string(sig));
-                cJSON_AddItemToArray(sent, cJSON_CreateString(t->name));
-        }
-        (void) control_client_reply(c, reply);
+        lifecycle_control_checkpoint(m, c, cJSON_IsString(name) ? name->valuestring : NULL,
+                                     param_true(parameters, "wait"));
 }
 
 static void manager_on_control(ControlClient *c, const char *method, const cJSON *parameters, void *userdata) {
@@ -351,33 +330,6 @@ static int manager_bind_control(Manager *m) {
         return 0;
 }
 
-static int manager_start_tasks(Manager *m) {
-        int r;
-
-        for (size_t i = 0; i < m->config->n_tasks; i++) {
-                const TaskParams p = {
-                        .event = m->event,
-                        .glue = m->glue,
-                        .config = m->config,
-                        .tc = &m->config->tasks[i],
-                        .state_dir = m->state_dir,
-                        .on_change = manager_on_task_change,
-                        .userdata = m,
-                };
-
-                r = task_new(&m->task_objs[i], &p);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot set up task %s: %m", m->config->tasks[i].name);
-        }
-        manager_set_phase(m, PHASE_RUNNING);
-        for (size_t i = 0; i < m->config->n_tasks; i++) {
-                r = task_start(m->task_objs[i]);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot start task %s: %m", m->config->tasks[i].name);
-        }
-        return 0;
-}
-
 int manager_start(Manager *m) {
         const char *provider = cloud_provider_to_string(m->provider);
         int r;
@@ -397,7 +349,7 @@ int manager_start(Manager *m) {
                          m->config->job_id, m->config->n_tasks, m->config->n_tasks == 1 ? "" : "s", provider);
         (void) sd_notify(false, "READY=1");
         manager_set_phase(m, PHASE_STARTING);
-        return manager_start_tasks(m);
+        return lifecycle_start(m);
 }
 
 int manager_run(Manager *m) {

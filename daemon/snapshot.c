@@ -157,6 +157,8 @@ struct SnapshotCreate {
         char *instance_id, *boot_id, *hostname;
         char writer[SNAPSHOT_WRITER_LEN + 1];
         SnapshotProgress progress;
+        void (*committed)(SnapshotCreate *c, const SnapshotSummary *info, void *userdata);
+        bool (*may_commit)(SnapshotCreate *c, void *userdata);
         SnapshotCreateDone done;
         void *userdata;
 
@@ -662,6 +664,13 @@ static void create_hash_pump(SnapshotCreate *c) {
         r = create_plan_uploads(c);
         if (r < 0)
                 return create_fail(c, r, "Out of memory");
+        if (c->progress) {
+                uint64_t total = 0;
+
+                for (size_t i = 0; i < c->n_uploads; i++)
+                        total += (uint64_t) c->files[c->uploads[i]].st.size;
+                c->progress("plan", total, c->userdata);
+        }
         c->next = 0;
         create_upload_pump(c);
 }
@@ -913,6 +922,16 @@ static void create_on_retention(SnapshotRetention *rt, int error, const Snapshot
 static void create_retention(SnapshotCreate *c) {
         int r;
 
+        if (c->committed) {
+                create_ref(c);
+                c->committed(c, &c->info, c->userdata);
+                if (!create_live(c)) {
+                        create_unref(c);
+                        return;
+                }
+                create_unref(c);
+        }
+
         if (c->keep == 0)
                 return create_save(c);
         create_ref(c);
@@ -1051,6 +1070,11 @@ static void create_on_commit_listed(Store *s, int error, StoreObject *objects, s
                 create_fail(c, -ERANGE, "No snapshot sequence numbers left for %s/%s", c->job, c->task);
                 goto out;
         }
+        if (c->may_commit && !c->may_commit(c, c->userdata)) {
+                create_fail(c, -ESTALE, "The checkpoint directory %s changed while being snapshotted, not committing",
+                            c->root);
+                goto out;
+        }
         r = create_put_manifest(c, seq, &msg);
         if (r < 0)
                 create_fail(c, r, "Cannot commit the snapshot of %s/%s: %s", c->job, c->task,
@@ -1095,6 +1119,8 @@ int snapshot_create_start(const SnapshotCreateParams *p, SnapshotCreate **ret) {
         c->store = p->store;
         c->worker = p->worker;
         c->progress = p->progress;
+        c->committed = p->committed;
+        c->may_commit = p->may_commit;
         c->done = p->done;
         c->userdata = p->userdata;
         c->keep = p->config->storage_keep;

@@ -25,6 +25,7 @@
  *
  * Errors given to done (with a one-line message that names the problem):
  *   create:  -ENOENT no checkpoint directory; -EBUSY a file kept changing while being read;
+ *            -ESTALE may_commit said no;
  *            -EEXIST no free snapshot id after several tries (other writers); store errors.
  *   list:    store errors (invalid manifests are skipped and reported as warnings).
  *   restore: -ENOENT no (such) snapshot; -EBADMSG verification failed (manifest, object missing
@@ -63,7 +64,8 @@ int snapshot_summary_from_manifest(const Manifest *m, SnapshotSummary *ret);
 
 typedef struct SnapshotCreate SnapshotCreate;
 
-/* bytes: newly hashed or uploaded since the last call; phase "hash" or "upload". */
+/* bytes: newly hashed or uploaded since the last call; phase "hash" or "upload"; once, before
+ * the first upload, phase "plan" with the total bytes the store lacks (0: nothing to send). */
 typedef void (*SnapshotProgress)(const char *phase, uint64_t bytes, void *userdata);
 /* info: valid during the call (copy what you keep); NULL on error. message: NULL on success, except
  * when the retention run after the commit had a problem: error is then 0 (the snapshot is
@@ -85,6 +87,12 @@ typedef struct SnapshotCreateParams {
          * (0: SNAPSHOT_RETENTION_GRACE_USEC). */
         usec_t retention_grace;
         SnapshotProgress progress;      /* optional */
+        /* Optional: the manifest is committed (info as in done). done follows once retention and
+         * the stat cache are through; a daemon acting on a notice moves on at this point. */
+        void (*committed)(SnapshotCreate *c, const SnapshotSummary *info, void *userdata);
+        /* Optional: asked right before the manifest is written; false fails the create with
+         * -ESTALE (the directory changed while it was read: the files may not belong together). */
+        bool (*may_commit)(SnapshotCreate *c, void *userdata);
         SnapshotCreateDone done;
         void *userdata;
 } SnapshotCreateParams;

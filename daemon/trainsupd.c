@@ -15,6 +15,7 @@
 #include "log.h"
 #include "manager.h"
 #include "snapshot.h"
+#include "writer-id.h"
 #include "strv.h"
 #include "worker.h"
 
@@ -23,6 +24,8 @@
 #define DEFAULT_STATE_DIR "/var/lib/trainsupd"
 #define DEFAULT_DMI_DIR "/sys/class/dmi/id"
 #define CONTROL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+/* checkpoint --wait, stop --checkpoint: a checkpoint of a large model and its upload. */
+#define CONTROL_WAIT_TIMEOUT_USEC (3600 * USEC_PER_SEC)
 
 static const char *arg_config;
 static const char *arg_task;
@@ -206,11 +209,11 @@ static int verb_run(void) {
         return r < 0 ? EX_SOFTWARE : EX_OK;
 }
 
-static int call_daemon(const char *method, const cJSON *params, cJSON **ret) {
+static int call_daemon_timeout(const char *method, const cJSON *params, usec_t timeout, cJSON **ret) {
         _cleanup_free_ char *error = NULL, *message = NULL;
         int r;
 
-        r = control_call(control_path(), method, params, CONTROL_TIMEOUT_USEC, ret, &error, &message);
+        r = control_call(control_path(), method, params, timeout, ret, &error, &message);
         if (r == -EREMOTEIO) {
                 fprintf(stderr, "trainsupd: %s\n", message ?: error);
                 return streq(error, CONTROL_ERROR_PERMISSION_DENIED) ? EX_NOPERM : EX_UNAVAILABLE;
@@ -229,6 +232,18 @@ static int call_daemon(const char *method, const cJSON *params, cJSON **ret) {
                 return EX_UNAVAILABLE;
         }
         return 0;
+}
+
+static int call_daemon(const char *method, const cJSON *params, cJSON **ret) {
+        return call_daemon_timeout(method, params, CONTROL_TIMEOUT_USEC, ret);
+}
+
+/* The answer to a checkpoint that was waited for: each task's newest committed snapshot. */
+static void print_checkpoint_reply(const cJSON *reply) {
+        const cJSON *snaps = cJSON_GetObjectItemCaseSensitive(reply, "snapshots"), *s;
+
+        cJSON_ArrayForEach(s, snaps)
+                printf("%s %s\n", s->string, cJSON_IsString(s) ? s->valuestring : "(none)");
 }
 
 static int verb_status(void) {
@@ -250,19 +265,30 @@ static int verb_status(void) {
 
 static int verb_checkpoint(void) {
         _cleanup_(cJSON_Deletep) cJSON *p = cJSON_CreateObject(), *reply = NULL;
+        int r;
 
         if (!p || (arg_task && !cJSON_AddStringToObject(p, "task", arg_task)) ||
             !cJSON_AddBoolToObject(p, "wait", arg_wait))
                 return EX_SOFTWARE;
-        return call_daemon(CONTROL_METHOD_CHECKPOINT, p, &reply);
+        r = call_daemon_timeout(CONTROL_METHOD_CHECKPOINT, p, arg_wait ? CONTROL_WAIT_TIMEOUT_USEC : CONTROL_TIMEOUT_USEC,
+                                &reply);
+        if (r == 0 && arg_wait)
+                print_checkpoint_reply(reply);
+        return r;
 }
 
 static int verb_stop(void) {
         _cleanup_(cJSON_Deletep) cJSON *p = cJSON_CreateObject(), *reply = NULL;
 
+        int r;
+
         if (!p || !cJSON_AddBoolToObject(p, "checkpoint", arg_checkpoint))
                 return EX_SOFTWARE;
-        return call_daemon(CONTROL_METHOD_STOP, p, &reply);
+        r = call_daemon_timeout(CONTROL_METHOD_STOP, p, arg_checkpoint ? CONTROL_WAIT_TIMEOUT_USEC : CONTROL_TIMEOUT_USEC,
+                                &reply);
+        if (r == 0 && arg_checkpoint)
+                print_checkpoint_reply(reply);
+        return r;
 }
 
 /* ---- one-shot storage commands: the snapshot engine on a loop of their own */
@@ -377,32 +403,6 @@ static void oneshot_finish(OneShot *o, int error, const SnapshotSummary *info, c
         }
 }
 
-/* A writer field from a file (DMI, boot id): its first line, if it is one. */
-static char *read_writer_field(const char *dir, const char *name) {
-        _cleanup_free_ char *path = NULL, *data = NULL;
-        size_t len = 0;
-
-        if (asprintf(&path, "%s/%s", dir, name) < 0 || read_file_bounded(path, 4096, &data, &len) < 0)
-                return NULL;
-        data[strcspn(data, "\n")] = 0;
-        return snapshot_writer_field_is_valid(data) ? TAKE_PTR(data) : NULL;
-}
-
-static int writer_identity(char **ret_instance, char **ret_boot, char **ret_host) {
-        const char *dmi = env_or("TRAINSUPD_DMI_DIR", DEFAULT_DMI_DIR);
-        char host[256] = {};
-        char *instance, *boot;
-
-        if (gethostname(host, sizeof(host) - 1) < 0 || !snapshot_writer_field_is_valid(host))
-                strcpy(host, "localhost");
-        instance = read_writer_field(dmi, "product_uuid") ?: read_writer_field(dmi, "board_serial") ?: strdup(host);
-        boot = read_writer_field("/proc/sys/kernel/random", "boot_id") ?: strdup("unknown");
-        *ret_host = strdup(host);
-        *ret_instance = instance;
-        *ret_boot = boot;
-        return instance && boot && *ret_host ? 0 : -ENOMEM;
-}
-
 static void on_snapshot_created(SnapshotCreate *c, int error, const SnapshotSummary *info, const char *message,
                                 void *userdata) {
         oneshot_finish(userdata, error, info, message);
@@ -411,17 +411,17 @@ static void on_snapshot_created(SnapshotCreate *c, int error, const SnapshotSumm
 static int verb_snapshot(void) {
         _cleanup_(oneshot_done) OneShot o = {};
         _cleanup_(snapshot_create_freep) SnapshotCreate *c = NULL;
-        _cleanup_free_ char *instance = NULL, *boot = NULL, *host = NULL;
+        _cleanup_(writer_id_done) WriterId who = {};
         int r;
 
         r = oneshot_setup(&o);
         if (r != 0)
                 return r;
-        if (writer_identity(&instance, &boot, &host) < 0)
+        if (writer_id_read(env_or("TRAINSUPD_DMI_DIR", DEFAULT_DMI_DIR), &who) < 0)
                 return EX_SOFTWARE;
         r = snapshot_create_start(&(SnapshotCreateParams) { .store = o.store, .worker = o.worker, .config = o.config,
-                                                            .task = o.task, .instance_id = instance,
-                                                            .boot_id = boot, .hostname = host,
+                                                            .task = o.task, .instance_id = who.instance_id,
+                                                            .boot_id = who.boot_id, .hostname = who.hostname,
                                                             .state_dir = state_dir(),
                                                             .done = on_snapshot_created, .userdata = &o },
                                   &c);
