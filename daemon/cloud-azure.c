@@ -404,6 +404,9 @@ static int azure_poll_issue(AzureWatch *a) {
         return 0;
 }
 
+static int azure_ack_issue(AzureWatch *a);
+static void azure_ack_failed(AzureWatch *a, int error, long status);
+
 static int azure_on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         AzureWatch *a = userdata;
         usec_t wait = azure_gate(a);
@@ -413,6 +416,15 @@ static int azure_on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata
                 return 0;
         if (wait > 0) {
                 azure_schedule_poll(a, wait);
+                return 0;
+        }
+        /* Both wait for the same slot of the rate limit: a queued acknowledgement (not one
+         * backing off after a failure) goes first, or a fast poll could take every slot. */
+        if (!a->ack && a->acks && a->acks[0] && a->ack_failures == 0) {
+                r = azure_ack_issue(a);
+                if (r < 0)
+                        azure_ack_failed(a, r, 0);
+                azure_schedule_poll(a, azure_gate(a) ?: AZURE_MIN_SPACING_USEC);
                 return 0;
         }
         r = azure_poll_issue(a);

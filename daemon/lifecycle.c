@@ -185,21 +185,23 @@ typedef struct LocalDirJob {
         Manager *m;
         char *dir;
         bool empty;
-        usec_t newest;          /* CLOCK_REALTIME mtime of the newest entry */
+        uint64_t newest_ns;     /* mtime of the newest file (ns since the epoch) */
 } LocalDirJob;
 
 static _Thread_local LocalDirJob *walking;
 
 static int local_dir_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        usec_t t;
+        uint64_t t;
 
         if (ftw->level == 0)
                 return 0;
         if (ftw->level == 1 && streq(path + ftw->base, TASK_COMMIT_FILE_NAME))
                 return 0;
         walking->empty = false;
-        t = (usec_t) st->st_mtim.tv_sec * USEC_PER_SEC + (usec_t) st->st_mtim.tv_nsec / 1000;
-        walking->newest = MAX(walking->newest, t);
+        if (flag != FTW_F)
+                return 0;       /* directories' times change with a restore; files' do not */
+        t = (uint64_t) st->st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t) st->st_mtim.tv_nsec;
+        walking->newest_ns = MAX(walking->newest_ns, t);
         return 0;
 }
 
@@ -259,7 +261,7 @@ static void lifecycle_on_restored(SnapshotRestore *rs, int error, const Snapshot
 
 static int summary_copy(const SnapshotSummary *from, SnapshotSummary *to) {
         *to = (SnapshotSummary) { .seq = from->seq, .committed_at = from->committed_at, .bytes = from->bytes,
-                                  .files = from->files };
+                                  .files = from->files, .newest_mtime_ns = from->newest_mtime_ns };
         memcpy(to->id, from->id, SNAPSHOT_ID_MAX);
         return 0;
 }
@@ -275,7 +277,9 @@ static void lifecycle_on_local_dir(int result, void *arg) {
         const TaskConfig *tc = &m->config->tasks[m->restore_index];
         int r;
 
-        if (result >= 0 && !rc->job.empty && rc->job.newest >= rc->newest.committed_at) {
+        /* Restores and snapshots keep files' modification times: a directory whose newest file is
+         * at least as new as the snapshot's newest file holds that snapshot or something newer. */
+        if (result >= 0 && !rc->job.empty && rc->job.newest_ns >= rc->newest.newest_mtime_ns) {
                 log_info("Keeping the checkpoint directory of task %s: it is at least as new as snapshot %s",
                          tc->name, rc->newest.id);
                 (void) task_sync_set_last(m->syncs[m->restore_index], &rc->newest);

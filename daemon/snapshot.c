@@ -54,8 +54,10 @@ int snapshot_summary_from_manifest(const Manifest *m, SnapshotSummary *ret) {
 
         memcpy(i.id, m->id, SNAPSHOT_ID_MAX);
         for (size_t k = 0; k < m->n_entries; k++)
-                if (m->entries[k].type == MANIFEST_ENTRY_FILE)
+                if (m->entries[k].type == MANIFEST_ENTRY_FILE) {
                         i.files++;
+                        i.newest_mtime_ns = MAX(i.newest_mtime_ns, m->entries[k].mtime_ns);
+                }
         i.instance_id = strdup(m->writer.instance_id ?: "");
         i.boot_id = strdup(m->writer.boot_id ?: "");
         i.hostname = strdup(m->writer.hostname ?: "");

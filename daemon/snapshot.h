@@ -44,6 +44,7 @@ typedef struct SnapshotSummary {
         usec_t committed_at;    /* the id's time (CLOCK_REALTIME, ms) */
         uint64_t bytes;         /* sum of the files' sizes */
         uint64_t files;         /* file entries */
+        uint64_t newest_mtime_ns;       /* the newest file's modification time (0: no file) */
         char *instance_id;      /* the writer */
         char *boot_id;
         char *hostname;

@@ -18,7 +18,9 @@ reset, lost_answer and stall counts the requests its MATCH regex selects (matche
 "METHOD /path?query"; default: every request) and fires on every Nth of them (EVERY), at most
 MAX times (default: no limit):
 
-  --slowdown-every N       answer `503 SlowDown` (an S3 <Error> XML body) instead of forwarding.
+  --slowdown-every N       answer 503 instead of forwarding: `SlowDown` (an S3 <Error> XML body),
+                           or with --flavor azure `ServerBusy` (Azure's <Error> body and
+                           x-ms-error-code header), as the store under test would.
                            The request body is read and dropped first; with `Expect:
                            100-continue` the answer is sent at once (no 100) and the
                            connection closed, as S3 does.
@@ -39,7 +41,14 @@ MAX times (default: no limit):
                            (null or e.g. "slowdown", "reset-response", "reset-request",
                            "lost-answer", "stall", joined by "+"), status (what the client got,
                            null when nothing), upstream_status, req_bytes, resp_bytes (bodies),
-                           ms, detail.
+                           ms, detail, auth, token_sha256. auth describes the Authorization
+                           header without its secret parts: {"scheme"} plus, for AWS SigV4,
+                           "scope" (date/region/service/aws4_request) and "signed" (the
+                           SignedHeaders list); null without the header. token_sha256: the
+                           first 16 hex digits of the SHA-256 of x-amz-security-token, or null.
+                           Neither a signature, a key, a bearer token nor a session token is
+                           ever logged.
+  --flavor s3|azure        which store's error format the proxy's own answers use (default s3).
 
 Control (loopback only, no authentication, like the rest):
   --control-file FILE      a JSON object of settings, merged in whenever the file changes
@@ -47,10 +56,10 @@ Control (loopback only, no authentication, like the rest):
   HTTP on the proxy port itself, paths under /__faultproxy/ (never forwarded):
     GET  /__faultproxy/stats   counters and the current settings
     PUT  /__faultproxy/config  JSON object of settings, merged into the current ones
-    POST /__faultproxy/reset   all faults off, counters to zero
+    POST /__faultproxy/reset   all faults off, counters to zero (flavor stays)
   Settings: slowdown_every, slowdown_match, slowdown_max, reset_bytes, reset_side, reset_every,
   reset_match, reset_max, lost_answer_every, lost_answer_match, lost_answer_max, stall_s,
-  stall_every, stall_match, stall_max, latency_ms, bandwidth_kbps. null or 0 turns one off
+  stall_every, stall_match, stall_max, latency_ms, bandwidth_kbps, flavor. null or 0 turns one off
   (reset_bytes: null turns it off, 0 cuts right after the head).
   Changing a fault's settings restarts its counter.
 
@@ -60,6 +69,7 @@ Control (loopback only, no authentication, like the rest):
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -82,7 +92,7 @@ DEFAULTS = {
     "reset_bytes": None, "reset_side": "response", "reset_every": 1, "reset_match": None, "reset_max": None,
     "lost_answer_every": 0, "lost_answer_match": None, "lost_answer_max": None,
     "stall_s": 0, "stall_every": 1, "stall_match": None, "stall_max": None,
-    "latency_ms": 0, "bandwidth_kbps": 0,
+    "latency_ms": 0, "bandwidth_kbps": 0, "flavor": "s3",
 }
 
 
@@ -127,9 +137,11 @@ class State:
                     re.compile(v)
                 if k == "reset_side" and v not in ("request", "response"):
                     raise ValueError("reset_side must be request or response")
+                if k == "flavor" and v not in (None, "s3", "azure"):
+                    raise ValueError("flavor must be s3 or azure")
             touched = set()
             for k, v in new.items():
-                self.settings[k] = DEFAULTS[k] if v is None and k == "reset_side" else v
+                self.settings[k] = DEFAULTS[k] if v is None and k in ("reset_side", "flavor") else v
                 for f in FAULTS:
                     if k.startswith(f + "_"):
                         touched.add(f)
@@ -141,7 +153,8 @@ class State:
 
     def reset(self):
         with self.lock:
-            self.settings = dict(DEFAULTS)
+            flavor = self.settings["flavor"]  # not a fault: what the store behind is
+            self.settings = dict(DEFAULTS, flavor=flavor)
             self.seen = {f: 0 for f in FAULTS}
             self.fired = {f: 0 for f in FAULTS}
             self.requests = 0
@@ -414,6 +427,46 @@ def s3_error(status, code, message, close):
     return build_head("HTTP/1.1 %d %s" % (status, reason), headers) + body
 
 
+def azure_error(status, code, message, close):
+    rid = str(uuid.uuid4())
+    body = ('\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>%s</Code><Message>%s\nRequestId:%s\n'
+            "Time:%s</Message></Error>" % (code, message, rid, time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime()))
+            ).encode("utf-8")
+    reason = {503: "The server is busy.", 500: "Internal Server Error"}.get(status, "Error")
+    headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body))), ("x-ms-error-code", code),
+               ("x-ms-request-id", rid), ("x-faultproxy", code),
+               ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
+    if close:
+        headers.append(("Connection", "close"))
+    return build_head("HTTP/1.1 %d %s" % (status, reason), headers) + body
+
+
+def busy_error(settings, close):
+    """The proxy's own 503, in the format of the store behind it."""
+    if settings.get("flavor") == "azure":
+        return azure_error(503, "ServerBusy", "The server is busy.", close)
+    return s3_error(503, "SlowDown", "Please reduce your request rate.", close)
+
+
+def describe_auth(headers):
+    """(auth, token_sha256) for the log: what authenticated the request, never a secret."""
+    tok = hget(headers, "x-amz-security-token")
+    tok_hash = hashlib.sha256(tok.encode("latin-1")).hexdigest()[:16] if tok is not None else None
+    a = hget(headers, "Authorization")
+    if a is None:
+        return None, tok_hash
+    scheme, _, rest = a.partition(" ")
+    auth = {"scheme": scheme}
+    if scheme == "AWS4-HMAC-SHA256":
+        for part in rest.split(","):
+            k, _, v = part.strip().partition("=")
+            if k == "Credential":
+                auth["scope"] = v.split("/", 1)[1] if "/" in v else None
+            elif k == "SignedHeaders":
+                auth["signed"] = v.split(";")
+    return auth, tok_hash
+
+
 def wants_close(version, headers):
     c = (hget(headers, "Connection") or "").lower()
     if "close" in c:
@@ -509,6 +562,7 @@ class Session:
         rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (int(time.time() * 1000) % 1000),
                "n": n, "conn": self.cid, "method": method, "path": path, "query": query, "fault": None,
                "status": None, "upstream_status": None, "req_bytes": 0, "resp_bytes": 0, "ms": 0, "detail": None}
+        rec["auth"], rec["token_sha256"] = describe_auth(headers)
         applied = []
 
         def finish(ok=True):
@@ -532,7 +586,7 @@ class Session:
             applied.append("slowdown")
             if expect:
                 # answer before the body, as S3 does; the body never comes: close after
-                self.client.send(s3_error(503, "SlowDown", "Please reduce your request rate.", True))
+                self.client.send(busy_error(s, True))
                 rec["status"] = 503
                 finish()
                 return False
@@ -541,7 +595,7 @@ class Session:
             except Closed:
                 rec["detail"] = "client went away sending its body"
                 return finish(False)
-            self.client.send(s3_error(503, "SlowDown", "Please reduce your request rate.", client_close))
+            self.client.send(busy_error(s, client_close))
             rec["status"] = 503
             finish()
             return not client_close
@@ -778,6 +832,7 @@ def main(argv):
     ap.add_argument("--stall-max", type=int)
     ap.add_argument("--latency-ms", type=float, default=0)
     ap.add_argument("--bandwidth-kbps", type=float, default=0)
+    ap.add_argument("--flavor", choices=("s3", "azure"), default="s3")
     a = ap.parse_args(argv)
     settings = {k: getattr(a, k) for k in DEFAULTS}
     state = State(settings, a.log)

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared core of the HTTP object stores (daemon/objstore-http.h) with a provider of its own
+ * that speaks S3's XML dialect (objstore-s3xml.h) without signing, against a small in-process
+ * HTTP server (one thread per connection). The real event loop, curl and http.c are used. What
+ * is checked: operations wait for credentials and fail with their error; parts run at most
+ * storage.concurrency at a time and are committed with their ETags; a failed part aborts the
+ * upload; list pages are joined and sorted, a repeated token is refused; ranged gets land at the
+ * right place; cancel_all() calls no callback. */
+#include "unit-helpers.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "curl-glue.h"
+#include "http.h"
+#include "objstore-s3xml.h"
+#include "strv.h"
+
+#define LOG_MAX 64
+
+/* ---- the server ---- */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char seen[LOG_MAX][256];         /* "METHOD TARGET" */
+static char seen_body[LOG_MAX][1024];
+static size_t n_seen;
+static unsigned parts_now, parts_max;
+static int listen_fd = -1, port;
+
+static void send_str(int fd, const char *s) {
+        for (size_t len = strlen(s); len > 0;) {
+                ssize_t n = write(fd, s, len);
+
+                if (n <= 0)
+                        return;
+                s += n, len -= (size_t) n;
+        }
+}
+
+static void respond(int fd, const char *status, const char *extra, const char *body) {
+        char buf[4096];
+
+        snprintf(buf, sizeof(buf), "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\n\r\n%s", status, extra, strlen(body), body);
+        send_str(fd, buf);
+}
+
+static void answer_list(int fd, const char *target) {
+        if (strstr(target, "loop"))
+                respond(fd, "200 OK", "", "<ListBucketResult><IsTruncated>true</IsTruncated>"
+                        "<NextContinuationToken>same</NextContinuationToken></ListBucketResult>");
+        else if (!strstr(target, "continuation-token"))
+                respond(fd, "200 OK", "", "<ListBucketResult><IsTruncated>true</IsTruncated>"
+                        "<NextContinuationToken>t2</NextContinuationToken>"
+                        "<Contents><Key>root/l/b</Key><Size>2</Size></Contents>"
+                        "<Contents><Key>elsewhere/x</Key><Size>9</Size></Contents></ListBucketResult>");
+        else
+                respond(fd, "200 OK", "", "<ListBucketResult><IsTruncated>false</IsTruncated>"
+                        "<Contents><Key>root/l/a</Key><Size>1</Size></Contents></ListBucketResult>");
+}
+
+static void answer(int fd, const char *line) {
+        const char *target = strchr(line, ' ') + 1;
+
+        if (strncmp(line, "GET ", 4) == 0 && strstr(target, "list-type=2"))
+                answer_list(fd, target);
+        else if (strncmp(line, "GET ", 4) == 0)
+                respond(fd, "206 Partial Content", "", "3456");
+        else if (strncmp(line, "POST ", 5) == 0 && strstr(target, "?uploads"))
+                respond(fd, "200 OK", "", "<InitiateMultipartUploadResult><UploadId>U1</UploadId>"
+                        "</InitiateMultipartUploadResult>");
+        else if (strncmp(line, "PUT ", 4) == 0 && strstr(target, "fail") && strstr(target, "partNumber=3&"))
+                respond(fd, "400 Bad Request", "", "<Error><Code>EntityTooSmall</Code><Message>m</Message></Error>");
+        else if (strncmp(line, "PUT ", 4) == 0 && strstr(target, "partNumber=")) {
+                char etag[64];
+
+                snprintf(etag, sizeof(etag), "ETag: \"e%d\"\r\n", atoi(strstr(target, "partNumber=") + 11));
+                respond(fd, "200 OK", etag, "");
+        } else if (strncmp(line, "POST ", 5) == 0)
+                respond(fd, "200 OK", "", "<CompleteMultipartUploadResult></CompleteMultipartUploadResult>");
+        else if (strncmp(line, "DELETE ", 7) == 0)
+                respond(fd, "204 No Content", "", "");
+        else
+                respond(fd, "200 OK", "", "");
+}
+
+/* One request into line and body; false at EOF. */
+static bool read_request(int fd, char *line, size_t line_size, char *body, size_t body_size) {
+        char buf[8192], *end, *cl;
+        size_t len = 0, want, have;
+
+        for (;;) {
+                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+
+                if (n <= 0)
+                        return false;
+                len += (size_t) n;
+                buf[len] = 0;
+                if ((end = strstr(buf, "\r\n\r\n")))
+                        break;
+                if (len >= sizeof(buf) - 1)
+                        return false;
+        }
+        *strstr(buf, "\r\n") = 0;
+        snprintf(line, line_size, "%.*s", (int) MIN(strlen(buf), line_size - 1), buf);
+        *strrchr(line, ' ') = 0; /* " HTTP/1.1" */
+        cl = strcasestr(buf + strlen(buf) + 2, "\r\nContent-Length:");
+        want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+        have = len - (size_t) (end + 4 - buf);
+        snprintf(body, body_size, "%.*s", (int) MIN(have, body_size - 1), end + 4);
+        while (have < want) {
+                ssize_t n = read(fd, buf, MIN(sizeof(buf), want - have));
+
+                if (n <= 0)
+                        return false;
+                if (have < body_size - 1)
+                        snprintf(body + have, body_size - have, "%.*s", (int) n, buf);
+                have += (size_t) n;
+        }
+        return true;
+}
+
+static void *connection_main(void *arg) {
+        int fd = (int) (intptr_t) arg;
+        char line[256], body[1024];
+
+        while (read_request(fd, line, sizeof(line), body, sizeof(body))) {
+                bool part = strncmp(line, "PUT ", 4) == 0 && strstr(line, "partNumber=");
+
+                pthread_mutex_lock(&lock);
+                if (n_seen < LOG_MAX) {
+                        snprintf(seen[n_seen], sizeof(seen[0]), "%s", line);
+                        snprintf(seen_body[n_seen++], sizeof(seen_body[0]), "%s", body);
+                }
+                if (part && ++parts_now > parts_max)
+                        parts_max = parts_now;
+                pthread_mutex_unlock(&lock);
+                if (part)
+                        usleep(50 * 1000); /* parts overlap when more run at once */
+                pthread_mutex_lock(&lock);
+                if (part)
+                        parts_now--;
+                pthread_mutex_unlock(&lock);
+                answer(fd, line);
+        }
+        close(fd);
+        return NULL;
+}
+
+static void *server_main(void *arg) {
+        for (;;) {
+                int fd = accept(listen_fd, NULL, NULL);
+                pthread_t t;
+
+                if (fd < 0)
+                        return NULL;
+                if (pthread_create(&t, NULL, connection_main, (void *) (intptr_t) fd) == 0)
+                        pthread_detach(t);
+                else
+                        close(fd);
+        }
+}
+
+static int server_setup(void **state) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t l = sizeof(a);
+        pthread_t t;
+
+        listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(listen_fd >= 0);
+        assert_int_equal(bind(listen_fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(listen(listen_fd, 16), 0);
+        assert_int_equal(getsockname(listen_fd, (struct sockaddr *) &a, &l), 0);
+        port = ntohs(a.sin_port);
+        assert_int_equal(pthread_create(&t, NULL, server_main, NULL), 0);
+        assert_int_equal(pthread_detach(t), 0);
+        assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+        return 0;
+}
+
+static size_t seen_count(const char *prefix, const char *contains) {
+        size_t n = 0;
+
+        pthread_mutex_lock(&lock);
+        for (size_t i = 0; i < n_seen; i++)
+                if (strncmp(seen[i], prefix, strlen(prefix)) == 0 && (!contains || strstr(seen[i], contains)))
+                        n++;
+        pthread_mutex_unlock(&lock);
+        return n;
+}
+
+/* ---- the provider ---- */
+
+typedef struct FakeStore {
+        Objstore os;
+        bool pending;           /* credentials being fetched */
+        unsigned requests;
+} FakeStore;
+
+static int fake_setup(Objstore *os) {
+        os->prefix = strdup("root/");
+        return os->prefix ? 0 : -ENOMEM;
+}
+
+static void fake_close(Objstore *os) {
+}
+
+static int fake_auth(Objstore *os, ObjstoreOp *op) {
+        return op->started || !((FakeStore *) os)->pending;
+}
+
+static int fake_request(Objstore *os, const ObjstoreRequestArgs *a, HttpRequest **ret, unsigned *ret_gen) {
+        _cleanup_(http_request_freep) HttpRequest *req = NULL;
+        _cleanup_free_ char *url = NULL;
+        int r;
+
+        if (asprintf(&url, "http://127.0.0.1:%d/bkt/%s%s%s", port, a->key ?: "", a->query ? "?" : "", a->query ?: "") < 0)
+                return -ENOMEM;
+        r = objstore_request_new(os, a->method, url, &req);
+        STRV_FOREACH(h, a->headers)
+                if (r >= 0)
+                        r = http_request_add_header(req, "%s", *h);
+        if (r < 0)
+                return r;
+        ((FakeStore *) os)->requests++;
+        *ret_gen = 0;
+        *ret = TAKE_PTR(req);
+        return 0;
+}
+
+static int fake_error_to_errno(const char *code, const char *message, long status) {
+        return s3_error_to_errno(code, status);
+}
+
+static const ObjstoreProvider fake_provider = {
+        .name = "Fake",
+        .what = OBJSTORE_WHAT("put", "get", "list", "remove", "begin", "part", "commit", "abort"),
+        .size = sizeof(FakeStore),
+        .meta_sha256_header = "x-fake-meta-sha256",
+        .create_only_header = "If-None-Match: *",
+        .open = fake_setup,
+        .close = fake_close,
+        .auth = fake_auth,
+        .request = fake_request,
+        .error_to_errno = fake_error_to_errno,
+        .mp_begin_query = "uploads",
+        OBJSTORE_S3XML_HOOKS,
+};
+
+static const StoreVTable fake_vtable = {
+        .scheme = "fake",
+        .min_part_size = 1,
+        .max_part_size = 1024,
+        .max_parts = 100,
+        .close = objstore_close,
+        OBJSTORE_VTABLE_OPS,
+};
+
+typedef struct Harness {
+        sd_event *event;
+        CurlGlue *glue;
+        Config config;
+        Store store;
+        FakeStore *fake;
+} Harness;
+
+static void harness_open(Harness *h, unsigned concurrency) {
+        *h = (Harness) {};
+        assert_int_equal(sd_event_new(&h->event), 0);
+        assert_int_equal(curl_glue_new(&h->glue, h->event, http_on_curl_finished), 0);
+        h->store = (Store) { .event = h->event, .glue = h->glue, .config = &h->config, .vt = &fake_vtable,
+                             .concurrency = concurrency };
+        assert_int_equal(objstore_open(&h->store, &fake_provider, &h->store.data), 0);
+        h->fake = h->store.data;
+        pthread_mutex_lock(&lock);
+        n_seen = 0;
+        parts_max = 0;
+        pthread_mutex_unlock(&lock);
+}
+
+static void harness_close(Harness *h) {
+        objstore_cancel_all(&h->store);
+        objstore_close(h->store.data);
+        curl_glue_free(h->glue);
+        sd_event_unref(h->event);
+}
+
+typedef struct Result {
+        unsigned done;
+        int error;
+        StoreObject *objects;
+        size_t n;
+} Result;
+
+static void on_done(Store *s, int error, void *userdata) {
+        Result *res = userdata;
+
+        res->done++;
+        res->error = error;
+}
+
+static void on_listed(Store *s, int error, StoreObject *objects, size_t n, void *userdata) {
+        Result *res = userdata;
+
+        res->done++;
+        res->error = error;
+        res->objects = objects;
+        res->n = n;
+}
+
+static void run_until(Harness *h, Result *res) {
+        for (unsigned i = 0; res->done == 0; i++) {
+                assert_true(i < 1000);
+                assert_true(sd_event_run(h->event, 100 * USEC_PER_MSEC) >= 0);
+        }
+}
+
+static void run_a_while(Harness *h) {
+        for (unsigned i = 0; i < 5; i++)
+                assert_true(sd_event_run(h->event, 20 * USEC_PER_MSEC) >= 0);
+}
+
+/* ---- tests ---- */
+
+static void test_waits_for_credentials(void **state) {
+        Harness h;
+        Result res = {}, res2 = {};
+
+        harness_open(&h, 2);
+        h.fake->pending = true;
+        assert_int_equal(objstore_remove(&h.store, "k", on_done, &res), 0);
+        run_a_while(&h);
+        assert_int_equal(res.done, 0);
+        assert_int_equal(h.fake->requests, 0);
+        h.fake->pending = false;
+        objstore_auth_ready(&h.fake->os, 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, 0);
+        assert_int_equal(seen_count("DELETE /bkt/root/k", NULL), 1);
+
+        /* Credentials that will not come fail the waiting operation, without a request. */
+        h.fake->pending = true;
+        assert_int_equal(objstore_remove(&h.store, "k2", on_done, &res2), 0);
+        objstore_auth_ready(&h.fake->os, -EACCES);
+        assert_int_equal(res2.done, 1);
+        assert_int_equal(res2.error, -EACCES);
+        assert_int_equal(h.fake->requests, 1);
+        harness_close(&h);
+}
+
+static void test_multipart_bounded_and_committed(void **state) {
+        static const char data[] = "0123456789abcdef";
+        Harness h;
+        Result res = {};
+        StorePut p = { .key = "big", .fd = -1, .buf = data, .len = 16, .part_size = 3, .n_parts = 6 };
+        size_t i;
+
+        harness_open(&h, 2);
+        assert_int_equal(objstore_put(&h.store, &p, on_done, &res), 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, 0);
+        assert_int_equal(seen_count("POST /bkt/root/big?uploads", NULL), 1);
+        assert_int_equal(seen_count("PUT /bkt/root/big?partNumber=", "&uploadId=U1"), 6);
+        assert_true(parts_max >= 1 && parts_max <= 2);
+        assert_int_equal(seen_count("POST /bkt/root/big?uploadId=U1", NULL), 1);
+        for (i = 0; i < n_seen && strcmp(seen[i], "POST /bkt/root/big?uploadId=U1") != 0; i++)
+                ;
+        assert_non_null(strstr(seen_body[i], "<PartNumber>6</PartNumber><ETag>&quot;e6&quot;</ETag>"));
+        assert_int_equal(seen_count("DELETE", NULL), 0);
+        harness_close(&h);
+}
+
+static void test_failed_part_aborts(void **state) {
+        Harness h;
+        Result res = {};
+        StorePut p = { .key = "fail", .fd = -1, .buf = "0123456789", .len = 10, .part_size = 2, .n_parts = 5 };
+
+        harness_open(&h, 1);
+        assert_int_equal(objstore_put(&h.store, &p, on_done, &res), 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, -EINVAL); /* EntityTooSmall */
+        assert_int_equal(seen_count("PUT /bkt/root/fail?partNumber=", NULL), 3);
+        assert_int_equal(seen_count("DELETE /bkt/root/fail?uploadId=U1", NULL), 1);
+        assert_int_equal(seen_count("POST /bkt/root/fail?uploadId=", NULL), 0);
+        harness_close(&h);
+}
+
+static void test_list_pages(void **state) {
+        Harness h;
+        Result res = {}, res2 = {};
+
+        harness_open(&h, 2);
+        assert_int_equal(objstore_list(&h.store, "l/", on_listed, &res), 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, 0);
+        assert_int_equal(res.n, 2); /* "elsewhere/x" is not ours */
+        assert_string_equal(res.objects[0].key, "l/a");
+        assert_int_equal(res.objects[0].size, 1);
+        assert_string_equal(res.objects[1].key, "l/b");
+        assert_int_equal(seen_count("GET /bkt/?", "continuation-token=t2"), 1);
+        store_objects_free(res.objects, res.n);
+
+        assert_int_equal(objstore_list(&h.store, "loop/", on_listed, &res2), 0);
+        run_until(&h, &res2);
+        assert_int_equal(res2.error, -EBADMSG);
+        assert_int_equal(seen_count("GET /bkt/?", "loop"), 2);
+        harness_close(&h);
+}
+
+static void test_ranged_get(void **state) {
+        char path[] = "/tmp/test-objstore-XXXXXX", buf[16] = "";
+        Harness h;
+        Result res = {};
+        int fd = mkstemp(path);
+
+        assert_true(fd >= 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(pwrite(fd, "........", 8, 0), 8);
+        harness_open(&h, 2);
+        assert_int_equal(objstore_get(&h.store, "obj", 3, 4, fd, 2, on_done, &res), 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, 0);
+        assert_int_equal(pread(fd, buf, sizeof(buf) - 1, 0), 8);
+        assert_string_equal(buf, "..3456..");
+        harness_close(&h);
+        close(fd);
+}
+
+static void test_cancel_all(void **state) {
+        Harness h;
+        Result res = {};
+        StorePut p = { .key = "c", .fd = -1, .buf = "0123456789", .len = 10, .part_size = 2, .n_parts = 5 };
+
+        harness_open(&h, 2);
+        assert_int_equal(objstore_put(&h.store, &p, on_done, &res), 0);
+        assert_int_equal(objstore_remove(&h.store, "d", on_done, &res), 0);
+        objstore_cancel_all(&h.store);
+        assert_null(h.fake->os.ops);
+        run_a_while(&h);
+        assert_int_equal(res.done, 0);
+        harness_close(&h);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_waits_for_credentials),
+                cmocka_unit_test(test_multipart_bounded_and_committed),
+                cmocka_unit_test(test_failed_part_aborts),
+                cmocka_unit_test(test_list_pages),
+                cmocka_unit_test(test_ranged_get),
+                cmocka_unit_test(test_cancel_all),
+        };
+        return cmocka_run_group_tests(tests, server_setup, NULL);
+}
