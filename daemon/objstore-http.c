@@ -70,6 +70,12 @@ static void objstore_op_free(ObjstoreOp *op) {
         free(op->list_prefix);
         free(op->token);
         store_objects_free(op->objects, op->n_objects);
+        free(op->upload_id_marker);
+        for (size_t i = 0; i < op->n_uploads; i++) {
+                free(op->uploads[i].key);
+                free(op->uploads[i].upload_id);
+        }
+        free(op->uploads);
         free(op);
 }
 
@@ -179,6 +185,9 @@ void objstore_op_finish(ObjstoreOp *op, int error) {
                 } else
                         op->list_done(s, error, NULL, 0, op->userdata);
                 break;
+        case OBJSTORE_OP_SWEEP:
+                op->sweep_done(s, error, op->aborted, op->userdata);
+                break;
         default:
                 op->done(s, error, op->userdata);
         }
@@ -204,6 +213,8 @@ static int objstore_op_begin(ObjstoreOp *op) {
                 return objstore_list_next(op);
         case OBJSTORE_OP_REMOVE:
                 return objstore_begin_remove(op);
+        case OBJSTORE_OP_SWEEP:
+                return objstore_sweep_next(op);
         }
         return -EINVAL;
 }
@@ -524,12 +535,48 @@ int objstore_remove(Store *s, const char *key, StoreDone done, void *userdata) {
         return objstore_op_submit(op);
 }
 
+int objstore_sweep_uploads(Store *s, const char *prefix, usec_t initiated_before, StoreSweepDone done,
+                           void *userdata) {
+        Objstore *os = s->data;
+        ObjstoreOp *op;
+        int r;
+
+        if (!prefix || strlen(prefix) > 1024)
+                return -EINVAL;
+        if (!os->provider->mp_list_query || !os->provider->mp_list_parse || !os->provider->mp_abort_query)
+                return -EOPNOTSUPP;
+        r = objstore_op_new(os, OBJSTORE_OP_SWEEP, NULL, &op);
+        if (r < 0)
+                return r;
+        op->sweep_done = done;
+        op->userdata = userdata;
+        op->cutoff = initiated_before;
+        if (asprintf(&op->list_prefix, "%s%s", os->prefix, prefix) < 0) {
+                op->list_prefix = NULL;
+                objstore_op_free(op);
+                return -ENOMEM;
+        }
+        return objstore_op_submit(op);
+}
+
 void objstore_cancel_all(Store *s) {
         Objstore *os = s->data;
 
-        /* Multipart uploads cut short here stay behind until a lifecycle rule removes them; blocks
-         * never committed are invisible and dropped by the store. */
+        /* Multipart uploads cut short here stay behind until a sweep (sweep_uploads, after the
+         * grace period) or a lifecycle rule removes them; blocks never committed are invisible and
+         * dropped by the store. */
         objstore_free_ops(os);
         if (os->provider->cancel)
                 os->provider->cancel(os);
+}
+
+int objstore_get_xml(ObjstoreOp *op, ObjstoreReq kind, const char *query, HttpRequestDone done) {
+        ObjstoreRequestArgs a = { .kind = kind, .method = "GET", .query = query };
+        int r;
+
+        r = objstore_request(op, &a, &op->req, &op->gen);
+        if (r < 0)
+                return r;
+        http_request_set_max_response(op->req, OBJSTORE_XML_MAX);
+        return http_request_start(op->req, done, op);
 }

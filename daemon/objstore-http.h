@@ -4,12 +4,14 @@
 /* The shared core of the HTTP object stores (storage-s3.c, storage-gs.c, storage-az.c): their
  * operations and the queue of those waiting for credentials, the streamed ranged get, get_data,
  * list pagination, remove, single puts and the multipart/block upload pump (at most
- * storage.concurrency parts in flight, aborted on failure), retries and cancellation.
+ * storage.concurrency parts in flight, aborted on failure), the sweep of old incomplete uploads
+ * (for providers that can list them), retries and cancellation.
  *
  * A backend supplies an ObjstoreProvider: how to build and authorize a request, what its error
  * bodies and list pages say, and the queries and bodies of its multipart steps. Its private
  * state starts with an Objstore (Store->data points at it), and its StoreVTable's put, get,
- * get_data, list, remove and cancel_all are the objstore_*() functions below.
+ * get_data, list, remove and cancel_all are the objstore_*() functions below (sweep_uploads too,
+ * for a provider with mp_list_query and mp_list_parse).
  *
  * Every HTTP request retries transient failures itself (http.c: 5xx, resets, timeouts) with
  * back-off and jitter; the core adds: a new attempt at a failed multipart commit when its
@@ -37,6 +39,7 @@ typedef enum ObjstoreOpKind {
         OBJSTORE_OP_GET_DATA,
         OBJSTORE_OP_LIST,
         OBJSTORE_OP_REMOVE,
+        OBJSTORE_OP_SWEEP,              /* list the incomplete uploads, abort the old ones */
 } ObjstoreOpKind;
 
 /* The requests the core makes. */
@@ -49,6 +52,7 @@ typedef enum ObjstoreReq {
         OBJSTORE_REQ_MP_PART,
         OBJSTORE_REQ_MP_COMMIT,
         OBJSTORE_REQ_MP_ABORT,
+        OBJSTORE_REQ_MP_LIST,           /* a page of the incomplete uploads */
         _OBJSTORE_REQ_MAX,
 } ObjstoreReq;
 
@@ -68,6 +72,12 @@ struct ObjstorePart {
         char *etag;
 };
 
+/* An incomplete upload that a sweep aborts. */
+typedef struct ObjstoreUpload {
+        char *key;                      /* the full key */
+        char *upload_id;
+} ObjstoreUpload;
+
 struct ObjstoreOp {
         Objstore *os;
         ObjstoreOp *next, *prev;
@@ -79,6 +89,7 @@ struct ObjstoreOp {
         StoreDone done;
         StoreDataDone data_done;
         StoreListDone list_done;
+        StoreSweepDone sweep_done;
         void *userdata;
         char *key;                      /* the full key (prefix included) */
         HttpRequest *req;               /* the one request in flight besides the parts */
@@ -110,6 +121,14 @@ struct ObjstoreOp {
         char *token;                    /* continuation token or marker */
         StoreObject *objects;
         size_t n_objects, n_allocated;
+
+        /* sweep: list_prefix, and token as the key marker */
+        usec_t cutoff;                  /* abort uploads initiated before this (CLOCK_REALTIME) */
+        char *upload_id_marker;
+        bool listed;                    /* all pages are in: aborting */
+        ObjstoreUpload *uploads;
+        size_t n_uploads, n_uploads_allocated, next_upload;
+        uint64_t aborted;
 };
 
 struct Objstore {
@@ -188,6 +207,14 @@ struct ObjstoreProvider {
         int (*mp_commit_body)(char * const *etags, size_t n, char **ret);
         int (*mp_commit_parse)(const char *xml, size_t len);    /* optional: a 2xx can still fail */
         int (*mp_abort_query)(const char *upload_id, char **ret); /* NULL: nothing to abort */
+        /* Optional, both or neither: the incomplete uploads under prefix, one page (markers NULL
+         * for the first; max 0: the server's default), for sweep_uploads. mp_list_parse calls
+         * objstore_upload_add() for every upload; the next page's markers go to *ret_key_marker
+         * and *ret_upload_id_marker, both NULL on the last page. */
+        int (*mp_list_query)(const char *prefix, const char *key_marker, const char *upload_id_marker,
+                             unsigned max, char **ret);
+        int (*mp_list_parse)(ObjstoreOp *op, const char *xml, size_t len, char **ret_key_marker,
+                             char **ret_upload_id_marker);
 };
 
 #define OBJSTORE_WHAT(put, get, list, remove, begin, part, commit, abort)                              \
@@ -195,10 +222,11 @@ struct ObjstoreProvider {
                 [OBJSTORE_REQ_PUT] = put, [OBJSTORE_REQ_GET] = get, [OBJSTORE_REQ_LIST] = list,         \
                 [OBJSTORE_REQ_REMOVE] = remove, [OBJSTORE_REQ_MP_BEGIN] = begin,                        \
                 [OBJSTORE_REQ_MP_PART] = part, [OBJSTORE_REQ_MP_COMMIT] = commit,                       \
-                [OBJSTORE_REQ_MP_ABORT] = abort,                                                        \
+                [OBJSTORE_REQ_MP_ABORT] = abort, [OBJSTORE_REQ_MP_LIST] = "ListMultipartUploads",       \
         }
 
-/* A backend's StoreVTable entries but open and close. */
+/* A backend's StoreVTable entries but open and close (and sweep_uploads, for a provider with
+ * mp_list_query). */
 #define OBJSTORE_VTABLE_OPS                                                     \
         .put = objstore_put, .get = objstore_get, .get_data = objstore_get_data, \
         .list = objstore_list, .remove = objstore_remove, .cancel_all = objstore_cancel_all
@@ -224,6 +252,9 @@ int objstore_request_new(Objstore *os, const char *method, const char *url, Http
 int objstore_object_headers(ObjstoreOp *op, bool create_only, char ***headers);
 /* From list_parse: an entry with its full key; those outside the listed prefix are skipped. */
 int objstore_list_add(ObjstoreOp *op, const char *key, uint64_t size, usec_t modified);
+/* From mp_list_parse: an incomplete upload with its full key and start time (USEC_INFINITY:
+ * unknown); only those under the listed prefix and initiated before the cutoff are aborted. */
+int objstore_upload_add(ObjstoreOp *op, const char *key, const char *upload_id, usec_t initiated);
 
 int objstore_put(Store *s, const StorePut *p, StoreDone done, void *userdata);
 int objstore_get(Store *s, const char *key, uint64_t offset, uint64_t len, int out_fd, uint64_t out_offset,
@@ -231,6 +262,9 @@ int objstore_get(Store *s, const char *key, uint64_t offset, uint64_t len, int o
 int objstore_get_data(Store *s, const char *key, size_t max, StoreDataDone done, void *userdata);
 int objstore_list(Store *s, const char *prefix, StoreListDone done, void *userdata);
 int objstore_remove(Store *s, const char *key, StoreDone done, void *userdata);
+/* -EOPNOTSUPP when the provider cannot list incomplete uploads. */
+int objstore_sweep_uploads(Store *s, const char *prefix, usec_t initiated_before, StoreSweepDone done,
+                           void *userdata);
 void objstore_cancel_all(Store *s);
 
 /* ---- inside the core (objstore-*.c) ---- */
@@ -246,6 +280,9 @@ void objstore_op_answered(ObjstoreOp *op, int error);
 /* The provider's request a for op into *ret (which it replaces), *ret_gen its credentials
  * generation. */
 int objstore_request(ObjstoreOp *op, ObjstoreRequestArgs *a, HttpRequest **ret, unsigned *ret_gen);
+/* A GET of the bucket/container with query whose XML answer is bounded (listings): started as
+ * op->req, done called with op. */
+int objstore_get_xml(ObjstoreOp *op, ObjstoreReq kind, const char *query, HttpRequestDone done);
 /* The errno of a finished request: the error document's code when there is one. Logs the
  * store's code and message (never anything secret) at debug level. */
 int objstore_request_error(Objstore *os, HttpRequest *req, int error, ObjstoreReq what);
@@ -264,3 +301,6 @@ int objstore_mp_begin(ObjstoreOp *op);
 int objstore_mp_pump(ObjstoreOp *op);
 int objstore_mp_part_request(ObjstorePart *part, const char *md5);
 void objstore_mp_fail(ObjstoreOp *op, int error);
+/* The sweep's next step: the next page of the listing, or the next abort; finishes op after the
+ * last. */
+int objstore_sweep_next(ObjstoreOp *op);

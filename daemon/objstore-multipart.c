@@ -2,7 +2,9 @@
 /* Multipart and block uploads of the HTTP object stores (objstore-http.h): begin (S3's and GCS's
  * CreateMultipartUpload; Azure has no such step), the parts at most storage.concurrency at a time,
  * the commit (CompleteMultipartUpload, Put Block List) with its retries, and the abort of a
- * failed upload, so that nothing is ever half-visible. */
+ * failed upload, so that nothing is ever half-visible; and the sweep, which lists the incomplete
+ * uploads under a prefix (all pages first) and aborts, one at a time, those initiated before a
+ * cutoff: the uploads whose begin answer was lost, which their writer never learnt of. */
 #include "log.h"
 #include "objstore-http.h"
 #include "sha256.h"
@@ -267,4 +269,137 @@ int objstore_mp_begin(ObjstoreOp *op) {
         if (r < 0)
                 return r;
         return http_request_start(op->req, objstore_on_begun, op);
+}
+
+/* ---- sweep: abort the incomplete uploads initiated before a cutoff ---- */
+
+int objstore_upload_add(ObjstoreOp *op, const char *key, const char *upload_id, usec_t initiated) {
+        ObjstoreUpload *u;
+
+        if (!strneq(key, op->list_prefix, strlen(op->list_prefix)) || !key[strlen(op->os->prefix)] ||
+            isempty(upload_id))
+                return 0; /* not ours: never touch an upload outside the prefix */
+        if (initiated == USEC_INFINITY || initiated >= op->cutoff)
+                return 0; /* young (maybe another writer's, in flight) or of unknown age: kept */
+        if (op->n_uploads >= OBJSTORE_LIST_MAX_OBJECTS)
+                return -EFBIG;
+        if (op->n_uploads == op->n_uploads_allocated) {
+                size_t n = MAX(op->n_uploads_allocated * 2, 16U);
+
+                u = reallocarray(op->uploads, n, sizeof(ObjstoreUpload));
+                if (!u)
+                        return -ENOMEM;
+                op->uploads = u;
+                op->n_uploads_allocated = n;
+        }
+        u = &op->uploads[op->n_uploads];
+        *u = (ObjstoreUpload) { .key = strdup(key), .upload_id = strdup(upload_id) };
+        if (!u->key || !u->upload_id) {
+                free(u->key);
+                free(u->upload_id);
+                return -ENOMEM;
+        }
+        op->n_uploads++;
+        return 0;
+}
+
+/* After a page or an abort: the next step, or the end. */
+static void objstore_sweep_continue(ObjstoreOp *op) {
+        int r;
+
+        op->req = http_request_free(op->req);
+        if (op->listed && op->next_upload >= op->n_uploads) {
+                objstore_op_finish(op, 0);
+                return;
+        }
+        r = objstore_op_run(op);
+        if (r < 0)
+                objstore_op_fail(op, r);
+}
+
+static void objstore_on_swept(HttpRequest *req, int error, void *userdata) {
+        ObjstoreOp *op = userdata;
+        const ObjstoreUpload *u = &op->uploads[op->next_upload];
+
+        error = objstore_request_error(op->os, req, error, OBJSTORE_REQ_MP_ABORT);
+        if (error < 0) {
+                objstore_op_answered(op, error);
+                return;
+        }
+        if (http_request_status(req) == 404)
+                log_debug("The incomplete upload of %s is gone already", u->key);
+        else {
+                log_info("Aborted an incomplete multipart upload of %s, initiated before the cutoff", u->key);
+                op->aborted++;
+        }
+        op->next_upload++;
+        objstore_sweep_continue(op);
+}
+
+static int objstore_sweep_abort(ObjstoreOp *op) {
+        const ObjstoreUpload *u = &op->uploads[op->next_upload];
+        _cleanup_free_ char *query = NULL;
+        ObjstoreRequestArgs a = { .kind = OBJSTORE_REQ_MP_ABORT, .method = "DELETE", .key = u->key };
+        int r;
+
+        r = op->os->provider->mp_abort_query(u->upload_id, &query);
+        if (r < 0)
+                return r;
+        a.query = query;
+        r = objstore_request(op, &a, &op->req, &op->gen);
+        if (r < 0)
+                return r;
+        http_request_set_accept_status(op->req, 404); /* completed or aborted meanwhile */
+        return http_request_start(op->req, objstore_on_swept, op);
+}
+
+static bool marker_eq(const char *a, const char *b) {
+        return a == b || (a && b && streq(a, b));
+}
+
+static void objstore_on_uploads_listed(HttpRequest *req, int error, void *userdata) {
+        _cleanup_free_ char *key_marker = NULL, *id_marker = NULL;
+        ObjstoreOp *op = userdata;
+        const char *body;
+        size_t len;
+
+        error = objstore_request_error(op->os, req, error, OBJSTORE_REQ_MP_LIST);
+        if (error == 0) {
+                body = http_request_body(req, &len);
+                error = op->os->provider->mp_list_parse(op, body, len, &key_marker, &id_marker);
+        }
+        if (error == 0 && (key_marker || id_marker) && marker_eq(op->token, key_marker) &&
+            marker_eq(op->upload_id_marker, id_marker))
+                error = -EBADMSG; /* would loop forever */
+        if (error < 0) {
+                objstore_op_answered(op, error);
+                return;
+        }
+        if (key_marker || id_marker) {
+                free(op->token);
+                op->token = TAKE_PTR(key_marker);
+                free(op->upload_id_marker);
+                op->upload_id_marker = TAKE_PTR(id_marker);
+        } else
+                op->listed = true;
+        objstore_sweep_continue(op);
+}
+
+static int objstore_sweep_list_page(ObjstoreOp *op) {
+        _cleanup_free_ char *query = NULL;
+        int r;
+
+        r = op->os->provider->mp_list_query(op->list_prefix, op->token, op->upload_id_marker,
+                                            op->os->test_max_keys, &query);
+        if (r < 0)
+                return r;
+        return objstore_get_xml(op, OBJSTORE_REQ_MP_LIST, query, objstore_on_uploads_listed);
+}
+
+int objstore_sweep_next(ObjstoreOp *op) {
+        if (!op->listed)
+                return objstore_sweep_list_page(op);
+        if (op->next_upload < op->n_uploads)
+                return objstore_sweep_abort(op);
+        return -EINVAL; /* finished by objstore_sweep_continue(), never run again */
 }

@@ -187,18 +187,12 @@ static void objstore_on_listed(HttpRequest *req, int error, void *userdata) {
 
 int objstore_list_next(ObjstoreOp *op) {
         _cleanup_free_ char *query = NULL;
-        ObjstoreRequestArgs a = { .kind = OBJSTORE_REQ_LIST, .method = "GET" };
         int r;
 
         r = op->os->provider->list_query(op->list_prefix, op->token, op->os->test_max_keys, &query);
         if (r < 0)
                 return r;
-        a.query = query;
-        r = objstore_request(op, &a, &op->req, &op->gen);
-        if (r < 0)
-                return r;
-        http_request_set_max_response(op->req, OBJSTORE_XML_MAX);
-        return http_request_start(op->req, objstore_on_listed, op);
+        return objstore_get_xml(op, OBJSTORE_REQ_LIST, query, objstore_on_listed);
 }
 
 /* ---- single put ---- */

@@ -449,6 +449,83 @@ int s3_parse_list(const char *xml, size_t len, S3ListPage *ret) {
         return 0;
 }
 
+/* ---- ListMultipartUploads ---- */
+
+void s3_uploads_page_done(S3UploadsPage *p) {
+        for (size_t i = 0; p && i < p->n_uploads; i++) {
+                free(p->uploads[i].key);
+                free(p->uploads[i].upload_id);
+        }
+        free(p->uploads);
+        free(p->next_key_marker);
+        free(p->next_upload_id_marker);
+        *p = (S3UploadsPage) {};
+}
+
+static int uploads_on_start(XmlWalk *w, unsigned depth, const char *name) {
+        S3UploadsPage *p = w->userdata;
+        S3Upload *u;
+
+        if (depth == 1 && !streq(name, "ListMultipartUploadsResult"))
+                return -EBADMSG;
+        if (depth != 2 || !streq(name, "Upload"))
+                return 0;
+        if (p->n_uploads >= S3_LIST_PAGE_MAX)
+                return -EFBIG;
+        u = realloc(p->uploads, (p->n_uploads + 1) * sizeof(S3Upload));
+        if (!u)
+                return -ENOMEM;
+        p->uploads = u;
+        p->uploads[p->n_uploads++] = (S3Upload) { .initiated = USEC_INFINITY };
+        return 0;
+}
+
+static int uploads_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+        S3UploadsPage *p = w->userdata;
+        S3Upload *u;
+
+        if (depth == 2 && streq(name, "IsTruncated"))
+                p->truncated = streq(text, "true");
+        else if (depth == 2 && streq(name, "NextKeyMarker") && len > 0)
+                return xml_take(&p->next_key_marker, text, len);
+        else if (depth == 2 && streq(name, "NextUploadIdMarker") && len > 0)
+                return xml_take(&p->next_upload_id_marker, text, len);
+        else if (depth == 2 && streq(name, "Upload")) {
+                u = &p->uploads[p->n_uploads - 1];
+                if (!u->key || !u->upload_id)
+                        return -EBADMSG;
+        }
+        if (depth != 3 || !streq(w->parent, "Upload") || p->n_uploads == 0)
+                return 0;
+        u = &p->uploads[p->n_uploads - 1];
+        if (streq(name, "Key"))
+                return len == 0 || memchr(text, 0, len) ? -EBADMSG : xml_take(&u->key, text, len);
+        if (streq(name, "UploadId"))
+                return len == 0 || len > 1024 || memchr(text, 0, len) ? -EBADMSG : xml_take(&u->upload_id, text, len);
+        if (streq(name, "Initiated") && parse_rfc3339(text, &u->initiated) < 0)
+                u->initiated = USEC_INFINITY;
+        return 0;
+}
+
+int s3_parse_uploads(const char *xml, size_t len, S3UploadsPage *ret) {
+        S3UploadsPage p = {};
+        XmlWalk w = { .on_start = uploads_on_start, .on_end = uploads_on_end, .userdata = &p };
+        int r;
+
+        r = xml_walk(&w, xml, len);
+        xml_walk_done(&w);
+        if (r >= 0 && !streq(w.root, "ListMultipartUploadsResult"))
+                r = -EBADMSG;
+        if (r >= 0 && p.truncated && !p.next_key_marker)
+                r = -EBADMSG; /* would loop forever */
+        if (r < 0) {
+                s3_uploads_page_done(&p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
 /* ---- multipart ---- */
 
 static int initiate_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {

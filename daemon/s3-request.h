@@ -64,10 +64,30 @@ typedef struct S3ListPage {
 
 void s3_list_page_done(S3ListPage *p);
 
+typedef struct S3Upload {
+        char *key;
+        char *upload_id;
+        usec_t initiated;       /* USEC_INFINITY when missing or unparsable: an unknown age */
+} S3Upload;
+
+/* One <ListMultipartUploadsResult> page. */
+typedef struct S3UploadsPage {
+        S3Upload *uploads;
+        size_t n_uploads;
+        bool truncated;
+        char *next_key_marker;          /* NULL when none */
+        char *next_upload_id_marker;
+} S3UploadsPage;
+
+void s3_uploads_page_done(S3UploadsPage *p);
+
 /* Parsers: -EBADMSG for malformed XML, a DOCTYPE/entity declaration, nesting beyond
  * S3_XML_DEPTH_MAX or missing required fields; -EFBIG beyond the size limits; an <Error>
  * document gives s3_error_to_errno() of its Code. Output untouched on failure. */
 int s3_parse_list(const char *xml, size_t len, S3ListPage *ret);
+/* ListMultipartUploads: an <Upload> without Key or UploadId, or truncated without
+ * NextKeyMarker (it would loop forever), is -EBADMSG. */
+int s3_parse_uploads(const char *xml, size_t len, S3UploadsPage *ret);
 int s3_parse_initiate(const char *xml, size_t len, char **ret_upload_id);
 /* The answer to CompleteMultipartUpload: 0 for <CompleteMultipartUploadResult>, the mapped error
  * for an <Error> (which S3 may send inside a 200). */

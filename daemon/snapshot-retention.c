@@ -4,7 +4,9 @@
  *
  * retention: list manifests → remove the older ones (oldest first) → list manifests again → read
  * and parse every remaining one (their object keys) → list data/ → remove what is unreferenced and
- * older than grace → done. Removals run in parallel, at most storage.concurrency at a time.
+ * older than grace → abort the incomplete multipart uploads under data/ initiated more than grace
+ * ago (stores with sweep_uploads) → done. Removals run in parallel, at most storage.concurrency at
+ * a time.
  *
  * Like the rest of the engine, every asynchronous step holds a reference on the operation; freeing
  * it only marks it cancelled and the last callback to come back releases it. */
@@ -128,6 +130,7 @@ static int retention_list(SnapshotRetention *r, const char *sub, StoreListDone d
 
 static void retention_removed_all(SnapshotRetention *r);
 static void retention_remove_pump(SnapshotRetention *r);
+static void retention_sweep_uploads(SnapshotRetention *r);
 
 static void retention_on_removed(Store *s, int error, void *userdata) {
         Doomed *d = userdata;
@@ -428,7 +431,7 @@ static void retention_on_data_listed(Store *s, int error, StoreObject *objects, 
                 goto out;
         }
         if (r->n_doomed == 0)
-                retention_done(r, 0, NULL);
+                retention_sweep_uploads(r);
         else
                 retention_remove_pump(r);
 out:
@@ -440,7 +443,47 @@ static void retention_removed_all(SnapshotRetention *r) {
         if (r->phase == RETENTION_MANIFESTS)
                 retention_relist(r);
         else
+                retention_sweep_uploads(r);
+}
+
+/* ---- step 4: the incomplete uploads of data objects */
+
+static void retention_on_swept(Store *s, int error, uint64_t aborted, void *userdata) {
+        SnapshotRetention *r = userdata;
+
+        if (!retention_live(r))
+                goto out;
+        r->result.uploads_aborted += aborted;
+        if (error < 0)
+                retention_finish(r, error, "Cannot abort the incomplete uploads under %s/%s/data/ in %s: %s", r->job,
+                                 r->task, s->url, strerror(-error));
+        else
                 retention_done(r, 0, NULL);
+out:
+        retention_unref(r);
+}
+
+/* Uploads whose begin answer was lost are known to nobody: aborted once older than grace (a
+ * younger one may be another writer's, in flight). */
+static void retention_sweep_uploads(SnapshotRetention *r) {
+        _cleanup_free_ char *prefix = NULL;
+        usec_t now = now_usec(CLOCK_REALTIME);
+        int k;
+
+        if (!r->store->vt->sweep_uploads || now <= r->grace) {
+                retention_done(r, 0, NULL);
+                return;
+        }
+        k = retention_prefix(r, "data", &prefix);
+        if (k >= 0) {
+                k = r->store->vt->sweep_uploads(r->store, prefix, now - r->grace, retention_on_swept,
+                                                retention_ref(r));
+                if (k < 0)
+                        retention_unref(r);
+        }
+        if (k < 0)
+                retention_finish(r, k, "Cannot abort the incomplete uploads under %s/%s/data/ in %s: %s", r->job,
+                                 r->task, r->store->url, strerror(-k));
 }
 
 int snapshot_retention_start(Store *store, const char *job, const char *task, unsigned keep, usec_t grace,

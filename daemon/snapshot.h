@@ -164,14 +164,17 @@ int snapshot_ids_from_listing(const StoreObject *objects, size_t n, const char *
  * committed yet. An object of unknown age is kept. The remaining manifests are those of a second
  * listing made after the removals (so snapshots committed meanwhile count too); when one of them
  * cannot be read or parsed (or is from a newer trainsupd), no data object is removed at all.
- * Only keys of the form "<job>/<task>/data/<sha256>" are ever removed as data.
+ * Only keys of the form "<job>/<task>/data/<sha256>" are ever removed as data. Last, on stores
+ * with sweep_uploads, the incomplete multipart uploads under "<job>/<task>/data/" initiated more
+ * than grace ago are aborted (those whose begin answer was lost: their writer never learnt their
+ * upload id); a failure there is reported like the others.
  *
  * create never reuses an object that its parent manifest (the newest at its start, always among
  * the kept ones) does not reference: such an object is uploaded again, which also renews its
  * modification time, so the grace period protects it until the commit. See docs/snapshot-format.md
  * "Retention".
  *
- * Errors given to done: store errors (listing, reading, removing); -EBADMSG (or
+ * Errors given to done: store errors (listing, reading, removing, sweeping); -EBADMSG (or
  * -EPROTONOSUPPORT, -EFBIG) when a remaining manifest is unusable and data was left alone
  * (result->data_skipped). result is never NULL: what was done up to the error. */
 
@@ -189,6 +192,7 @@ typedef struct SnapshotRetentionResult {
         uint64_t objects_young;         /* unreferenced, younger than grace: kept */
         uint64_t objects_unknown_age;   /* unreferenced, no modification time: kept */
         uint64_t objects_foreign;       /* under data/ but not a data object key: ignored */
+        uint64_t uploads_aborted;       /* incomplete multipart uploads under data/, older than grace */
         bool data_skipped;              /* no data object removed: a remaining manifest is unusable */
 } SnapshotRetentionResult;
 

@@ -436,4 +436,7 @@ const StoreVTable store_az_vtable = {
         .open = az_open,
         .close = objstore_close,
         OBJSTORE_VTABLE_OPS,
+        /* Nothing to sweep: uncommitted blocks are invisible and Azure discards them by itself
+         * after 7 days. */
+        .sweep_uploads = NULL,
 };

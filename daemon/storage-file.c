@@ -995,5 +995,6 @@ const StoreVTable store_file_vtable = {
         .get_data = file_get_data,
         .list = file_list,
         .remove = file_remove,
+        .sweep_uploads = NULL,          /* no multipart uploads, nothing left half-done to sweep */
         .cancel_all = file_cancel_all,
 };

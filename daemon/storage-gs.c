@@ -18,10 +18,14 @@
  * aborted (DELETE ?uploadId=) on failure. The whole object's SHA-256 goes into x-goog-meta-sha256;
  * GCS itself only checks CRC32C/MD5, so the SHA-256s are not verified by the store.
  *
+ * sweep_uploads: GET /BUCKET?prefix=P&uploads= (the XML API's "List multipart uploads", documented
+ * with S3's answer format and key/upload-id markers), then DELETE ?uploadId= for the old ones. Only
+ * the shared core's unit test exercises it: neither GCS nor fake-gcs.py was run with it.
+ *
  * Operations, transfers and multipart uploads are the shared core's (objstore-http.h); this file
  * is the provider: the token, and how a request is addressed and authorized.
  *
- * Test hook (environment): TRAINSUPD_GS_TEST_MAX_KEYS=N lists in pages of N keys. */
+ * Test hook (environment): TRAINSUPD_GS_TEST_MAX_KEYS=N lists in pages of N keys (and uploads). */
 #include <inttypes.h>
 
 #include "cloud-gce.h"
@@ -267,4 +271,5 @@ const StoreVTable store_gs_vtable = {
         .open = gs_open,
         .close = objstore_close,
         OBJSTORE_VTABLE_OPS,
+        .sweep_uploads = objstore_sweep_uploads,        /* the XML API's GET ?uploads, DELETE ?uploadId= */
 };

@@ -16,7 +16,8 @@
  * would silently overwrite. Multipart puts take no precondition.
  *
  * Test hooks (environment, never needed in production): TRAINSUPD_S3_TEST_MAX_KEYS=N lists in
- * pages of N keys; TRAINSUPD_S3_TEST_CORRUPT_SHA256=1 sends a wrong x-amz-content-sha256. */
+ * pages of N keys (and ListMultipartUploads in pages of N uploads); TRAINSUPD_S3_TEST_CORRUPT_SHA256=1
+ * sends a wrong x-amz-content-sha256. */
 #include <stdio.h>
 
 #include "cloud-aws.h"
@@ -441,4 +442,5 @@ const StoreVTable store_s3_vtable = {
         .open = s3_open,
         .close = objstore_close,
         OBJSTORE_VTABLE_OPS,
+        .sweep_uploads = objstore_sweep_uploads,        /* ListMultipartUploads, AbortMultipartUpload */
 };

@@ -41,6 +41,8 @@ typedef void (*StoreDone)(Store *s, int error, void *userdata);
 typedef void (*StoreDataDone)(Store *s, int error, char *data, size_t len, void *userdata);
 /* objects: owned by the callback (store_objects_free()), sorted by key. */
 typedef void (*StoreListDone)(Store *s, int error, StoreObject *objects, size_t n, void *userdata);
+/* aborted: how many uploads were aborted, also on error (those before it). */
+typedef void (*StoreSweepDone)(Store *s, int error, uint64_t aborted, void *userdata);
 
 typedef struct StorePut {
         const char *key;
@@ -86,6 +88,15 @@ typedef struct StoreVTable {
         int (*list)(Store *s, const char *prefix, StoreListDone done, void *userdata);
         /* Deleting a missing key is success. */
         int (*remove)(Store *s, const char *key, StoreDone done, void *userdata);
+        /* Optional (NULL: the store has nothing to sweep): aborts the incomplete multipart uploads
+         * of keys that start with prefix and were initiated before initiated_before
+         * (CLOCK_REALTIME, the store's clock). An upload whose answer to its begin request was
+         * lost is known to nobody and would stay (and cost) until a bucket lifecycle rule aborts
+         * it. Uploads of unknown age are kept; one gone meanwhile counts as success. s3:// and
+         * gs:// (ListMultipartUploads, AbortMultipartUpload); not file:// (no such uploads) nor
+         * az:// (Azure discards uncommitted blocks by itself after 7 days). */
+        int (*sweep_uploads)(Store *s, const char *prefix, usec_t initiated_before, StoreSweepDone done,
+                             void *userdata);
         /* Stops everything in flight; no done callback is called afterwards. The caller may close
          * the fds it passed once this returns (backends keep their own duplicates if they need
          * them); a get already in progress may still finish the block it is writing (through

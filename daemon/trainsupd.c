@@ -408,6 +408,26 @@ static void on_snapshot_created(SnapshotCreate *c, int error, const SnapshotSumm
         oneshot_finish(userdata, error, info, message);
 }
 
+/* Test hook (environment, never needed in production): TRAINSUPD_TEST_RETENTION_GRACE_S=N runs
+ * the retention after `snapshot` with a grace period of N seconds (1 ≤ N ≤ 1 year) instead of
+ * SNAPSHOT_RETENTION_GRACE_USEC, so that tests see old unreferenced objects and incomplete
+ * uploads collected. 0: the default. */
+static usec_t test_retention_grace(void) {
+        const char *e = getenv("TRAINSUPD_TEST_RETENTION_GRACE_S");
+        unsigned long v;
+        char *end;
+
+        if (isempty(e))
+                return 0;
+        errno = 0;
+        v = strtoul(e, &end, 10);
+        if (errno != 0 || *end || e[0] < '0' || e[0] > '9' || v == 0 || v > 366UL * 24 * 3600) {
+                fprintf(stderr, "trainsupd: ignoring TRAINSUPD_TEST_RETENTION_GRACE_S=%s: not 1..31622400\n", e);
+                return 0;
+        }
+        return (usec_t) v * USEC_PER_SEC;
+}
+
 static int verb_snapshot(void) {
         _cleanup_(oneshot_done) OneShot o = {};
         _cleanup_(snapshot_create_freep) SnapshotCreate *c = NULL;
@@ -423,6 +443,7 @@ static int verb_snapshot(void) {
                                                             .task = o.task, .instance_id = who.instance_id,
                                                             .boot_id = who.boot_id, .hostname = who.hostname,
                                                             .state_dir = state_dir(),
+                                                            .retention_grace = test_retention_grace(),
                                                             .done = on_snapshot_created, .userdata = &o },
                                   &c);
         if (r < 0) {

@@ -89,7 +89,7 @@ wait_ev task-exited asuser 1 15
 is "$(out_lines asuser)" 65534 "user \"65534:65534\": the container runs as that uid"
 wait_state main completed 5
 is "$(tstat main '[t["state"], t["exit_code"], t["restarts"]]')" '["completed", 0, 0]' "status: completed, exit_code 0, restarts 0"
-wait_for 10 eval '[ "$(tstat dflt "d[\"phase\"]")" = "\"completed\"" ]'
+wait_for 20 eval '[ "$(tstat dflt "d[\"phase\"]")" = "\"completed\"" ]'
 is "$(json_get "$T/status.json" 'd["phase"]')" '"completed"' "status: phase completed when every task completed"
 if job_gone $JOB; then ok "the exited containers are removed"; else not_ok "the exited containers are removed"; diag "$(pm ps -a)"; fi
 check "the daemon stays up after completion (on_complete none)" daemon_alive
@@ -121,6 +121,7 @@ like "$(nth_ev task-exited sig 1)" " (EXIT_CODE=137|EXIT_SIGNAL=SIGKILL) .*DECIS
         "death by SIGKILL: EXIT_CODE=137 (Docker's 128+N) or EXIT_SIGNAL=SIGKILL, DECISION=failed"
 like "$(tstat sig '[t["state"], t["exit_code"], t.get("exit_signal")]')" '^\["failed", (137, (null|"SIGKILL")|null, "SIGKILL")\]$' \
         "status: sig failed with exit_code 137 or exit_signal SIGKILL"
+wait_for 20 eval '[ "$(tstat sig "d[\"phase\"]")" = "\"failed\"" ]'
 is "$(json_get "$T/status.json" 'd["phase"]')" '"failed"' "status: phase failed"
 if job_gone $JOB; then ok "every exited container is removed (4 ran)"; else not_ok "every exited container is removed"; diag "$(pm ps -a)"; fi
 check "the daemon stays up after failures" daemon_alive

@@ -92,6 +92,8 @@ wait_ev task-exited asuser 1 10
 is "$(out_lines asuser)" 65534 "user \"65534:65534\": the task runs as that uid"
 wait_state main completed 5
 is "$(tstat main '[t["state"], t["exit_code"], t["restarts"]]')" '["completed", 0, 0]' "status: main completed, exit_code 0, restarts 0"
+# The final snapshots (phase syncing) come between the last exit and phase completed.
+wait_for 20 eval '[ "$(tstat main "d[\"phase\"]")" = "\"completed\"" ]'
 is "$(json_get "$T/status.json" 'd["phase"]')" '"completed"' "status: phase completed when every task completed"
 check "the daemon stays up after completion (on_complete none)" daemon_alive
 term_daemon
@@ -122,6 +124,7 @@ like "$(nth_ev task-exited sig 1)" " EXIT_SIGNAL=SIGKILL .*DECISION=failed " "de
 unlike "$(nth_ev task-exited sig 1)" " EXIT_CODE=" "... and no EXIT_CODE"
 is "$(tstat sig '[t["state"], t["exit_code"], t["exit_signal"]]')" '["failed", null, "SIGKILL"]' \
         "status: sig failed, exit_code null, exit_signal SIGKILL"
+wait_for 20 eval '[ "$(tstat sig "d[\"phase\"]")" = "\"failed\"" ]'
 is "$(json_get "$T/status.json" 'd["phase"]')" '"failed"' "status: phase failed when all settled and one failed"
 check "the daemon stays up after a failure" daemon_alive
 term_daemon

@@ -5,7 +5,9 @@
  * is checked: operations wait for credentials and fail with their error; parts run at most
  * storage.concurrency at a time and are committed with their ETags; a failed part aborts the
  * upload; list pages are joined and sorted, a repeated token is refused; ranged gets land at the
- * right place; cancel_all() calls no callback. */
+ * right place; cancel_all() calls no callback; sweep_uploads lists every page of incomplete
+ * uploads (with the markers) and aborts exactly those under its prefix initiated before the
+ * cutoff, counting one gone meanwhile as success, and stops at a refused abort. */
 #include "unit-helpers.h"
 
 #include <arpa/inet.h>
@@ -64,11 +66,48 @@ static void answer_list(int fd, const char *target) {
                         "<Contents><Key>root/l/a</Key><Size>1</Size></Contents></ListBucketResult>");
 }
 
+#define UPLOAD(key, id, initiated) "<Upload><Key>" key "</Key><UploadId>" id "</UploadId>" initiated \
+        "<Initiator><ID>i</ID></Initiator></Upload>"
+#define AT(t) "<Initiated>" t "</Initiated>"
+
+/* ListMultipartUploads; the cutoff of the tests is 2024-06-01T00:00:00Z. */
+static void answer_uploads(int fd, const char *target) {
+        if (strstr(target, "loop"))
+                respond(fd, "200 OK", "", "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+                        "<NextKeyMarker>k</NextKeyMarker><NextUploadIdMarker>u</NextUploadIdMarker>"
+                        "</ListMultipartUploadsResult>");
+        else if (strstr(target, "deny"))
+                respond(fd, "200 OK", "", "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+                        UPLOAD("root/deny/a", "Ua", AT("2020-01-01T00:00:00.000Z"))
+                        UPLOAD("root/deny/b", "Ub", AT("2020-01-01T00:00:00.000Z"))
+                        "</ListMultipartUploadsResult>");
+        else if (!strstr(target, "key-marker="))
+                respond(fd, "200 OK", "", "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+                        "<NextKeyMarker>root/sw/b</NextKeyMarker><NextUploadIdMarker>Ub1</NextUploadIdMarker>"
+                        UPLOAD("root/sw/a", "Uold-a", AT("2024-05-31T23:59:59.000Z"))
+                        UPLOAD("root/sw/b", "Ub1", AT("2024-07-01T00:00:00.000Z"))
+                        UPLOAD("elsewhere/x", "Ux", AT("2020-01-01T00:00:00.000Z"))
+                        "</ListMultipartUploadsResult>");
+        else
+                respond(fd, "200 OK", "", "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+                        UPLOAD("root/sw/c", "U+c/2", AT("2021-03-04T05:06:07Z"))
+                        UPLOAD("root/sw/d", "Ud", "")
+                        UPLOAD("root/sw/e", "Ue", AT("2024-06-01T00:00:00.000Z"))
+                        UPLOAD("root/sw/gone", "Ug", AT("2020-01-01T00:00:00.000Z"))
+                        "</ListMultipartUploadsResult>");
+}
+
 static void answer(int fd, const char *line) {
         const char *target = strchr(line, ' ') + 1;
 
         if (strncmp(line, "GET ", 4) == 0 && strstr(target, "list-type=2"))
                 answer_list(fd, target);
+        else if (strncmp(line, "GET ", 4) == 0 && strstr(target, "&uploads="))
+                answer_uploads(fd, target);
+        else if (strncmp(line, "DELETE ", 7) == 0 && strstr(target, "/gone?uploadId="))
+                respond(fd, "404 Not Found", "", "<Error><Code>NoSuchUpload</Code><Message>m</Message></Error>");
+        else if (strncmp(line, "DELETE ", 7) == 0 && strstr(target, "/deny/a?uploadId="))
+                respond(fd, "403 Forbidden", "", "<Error><Code>AccessDenied</Code><Message>m</Message></Error>");
         else if (strncmp(line, "GET ", 4) == 0)
                 respond(fd, "206 Partial Content", "", "3456");
         else if (strncmp(line, "POST ", 5) == 0 && strstr(target, "?uploads"))
@@ -304,6 +343,14 @@ static void on_done(Store *s, int error, void *userdata) {
         res->error = error;
 }
 
+static void on_swept(Store *s, int error, uint64_t aborted, void *userdata) {
+        Result *res = userdata;
+
+        res->done++;
+        res->error = error;
+        res->n = (size_t) aborted;
+}
+
 static void on_listed(Store *s, int error, StoreObject *objects, size_t n, void *userdata) {
         Result *res = userdata;
 
@@ -446,6 +493,61 @@ static void test_cancel_all(void **state) {
         harness_close(&h);
 }
 
+static usec_t cutoff(void) {
+        usec_t t;
+
+        assert_int_equal(parse_rfc3339("2024-06-01T00:00:00Z", &t), 0);
+        return t;
+}
+
+static void test_sweep_uploads(void **state) {
+        Harness h;
+        Result res = {};
+
+        harness_open(&h, 2);
+        assert_int_equal(objstore_sweep_uploads(&h.store, "sw/", cutoff(), on_swept, &res), 0);
+        assert_int_equal(res.done, 0); /* never from within the call */
+        run_until(&h, &res);
+        assert_int_equal(res.error, 0);
+        assert_int_equal(res.n, 2); /* a and c; "gone" was not there any more */
+        /* Both pages, the second from the first's markers. */
+        assert_int_equal(seen_count("GET /bkt/?prefix=root%2Fsw%2F&uploads=", NULL), 1);
+        assert_int_equal(seen_count("GET /bkt/?key-marker=root%2Fsw%2Fb&prefix=root%2Fsw%2F&upload-id-marker=Ub1&uploads=",
+                                    NULL), 1);
+        /* Aborted: what is older than the cutoff, under the prefix, whatever its page. */
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/a?uploadId=Uold-a", NULL), 1);
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/c?uploadId=U%2Bc%2F2", NULL), 1);
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/gone?uploadId=Ug", NULL), 1);
+        /* Kept: younger, of unknown age, initiated at the cutoff itself, outside the root. */
+        assert_int_equal(seen_count("DELETE", NULL), 3);
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/b", NULL), 0);
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/d", NULL), 0);
+        assert_int_equal(seen_count("DELETE /bkt/root/sw/e", NULL), 0);
+        assert_int_equal(seen_count("DELETE /bkt/elsewhere", NULL), 0);
+        harness_close(&h);
+}
+
+static void test_sweep_uploads_fails(void **state) {
+        Harness h;
+        Result res = {}, res2 = {};
+
+        harness_open(&h, 2);
+        /* A refused abort ends the sweep with its error; the rest is left alone. */
+        assert_int_equal(objstore_sweep_uploads(&h.store, "deny/", cutoff(), on_swept, &res), 0);
+        run_until(&h, &res);
+        assert_int_equal(res.error, -EACCES);
+        assert_int_equal(res.n, 0);
+        assert_int_equal(seen_count("DELETE /bkt/root/deny/a?uploadId=Ua", NULL), 1);
+        assert_int_equal(seen_count("DELETE /bkt/root/deny/b", NULL), 0);
+
+        /* The same markers again would never end. */
+        assert_int_equal(objstore_sweep_uploads(&h.store, "loop/", cutoff(), on_swept, &res2), 0);
+        run_until(&h, &res2);
+        assert_int_equal(res2.error, -EBADMSG);
+        assert_int_equal(seen_count("GET /bkt/?", "loop"), 2);
+        harness_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_waits_for_credentials),
@@ -454,6 +556,8 @@ int main(void) {
                 cmocka_unit_test(test_list_pages),
                 cmocka_unit_test(test_ranged_get),
                 cmocka_unit_test(test_cancel_all),
+                cmocka_unit_test(test_sweep_uploads),
+                cmocka_unit_test(test_sweep_uploads_fails),
         };
         return cmocka_run_group_tests(tests, server_setup, NULL);
 }
