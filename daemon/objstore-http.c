@@ -503,23 +503,34 @@ int objstore_get_data(Store *s, const char *key, size_t max, StoreDataDone done,
         return objstore_op_submit(op);
 }
 
-int objstore_list(Store *s, const char *prefix, StoreListDone done, void *userdata) {
-        Objstore *os = s->data;
+/* A new operation over the keys under prefix (below the store's own prefix). */
+static int objstore_op_new_prefix(Objstore *os, ObjstoreOpKind kind, const char *prefix, ObjstoreOp **ret) {
         ObjstoreOp *op;
         int r;
 
         if (!prefix || strlen(prefix) > 1024)
                 return -EINVAL;
-        r = objstore_op_new(os, OBJSTORE_OP_LIST, NULL, &op);
+        r = objstore_op_new(os, kind, NULL, &op);
         if (r < 0)
                 return r;
-        op->list_done = done;
-        op->userdata = userdata;
         if (asprintf(&op->list_prefix, "%s%s", os->prefix, prefix) < 0) {
                 op->list_prefix = NULL;
                 objstore_op_free(op);
                 return -ENOMEM;
         }
+        *ret = op;
+        return 0;
+}
+
+int objstore_list(Store *s, const char *prefix, StoreListDone done, void *userdata) {
+        ObjstoreOp *op;
+        int r;
+
+        r = objstore_op_new_prefix(s->data, OBJSTORE_OP_LIST, prefix, &op);
+        if (r < 0)
+                return r;
+        op->list_done = done;
+        op->userdata = userdata;
         return objstore_op_submit(op);
 }
 
@@ -541,21 +552,14 @@ int objstore_sweep_uploads(Store *s, const char *prefix, usec_t initiated_before
         ObjstoreOp *op;
         int r;
 
-        if (!prefix || strlen(prefix) > 1024)
-                return -EINVAL;
         if (!os->provider->mp_list_query || !os->provider->mp_list_parse || !os->provider->mp_abort_query)
                 return -EOPNOTSUPP;
-        r = objstore_op_new(os, OBJSTORE_OP_SWEEP, NULL, &op);
+        r = objstore_op_new_prefix(os, OBJSTORE_OP_SWEEP, prefix, &op);
         if (r < 0)
                 return r;
         op->sweep_done = done;
         op->userdata = userdata;
         op->cutoff = initiated_before;
-        if (asprintf(&op->list_prefix, "%s%s", os->prefix, prefix) < 0) {
-                op->list_prefix = NULL;
-                objstore_op_free(op);
-                return -ENOMEM;
-        }
         return objstore_op_submit(op);
 }
 
