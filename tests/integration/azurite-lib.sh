@@ -23,28 +23,15 @@ AZ_ACCOUNT=devstoreaccount1
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==' # azurite's public dev key
 AZ_CA=
 
-azurite_skip() {
-        if [ "${CI:-}" = true ]; then
-                echo "1..1"
-                echo "not ok 1 - azurite needed in CI: $1"
-                trap - EXIT
-                exit 1
-        fi
-        echo "1..0 # SKIP $1"
-        trap - EXIT
-        rm -rf "$T"
-        exit 0
-}
-
 azurite_requirements() {
-        [ -x "$AZURITE" ] || azurite_skip "azurite not installed (npm ci in $TOP_SRCDIR)"
-        command -v node >/dev/null || azurite_skip "node not installed"
-        command -v curl >/dev/null || azurite_skip "curl not installed"
+        [ -x "$AZURITE" ] || skip_all azurite "azurite not installed (npm ci in $TOP_SRCDIR)"
+        command -v node >/dev/null || skip_all azurite "node not installed"
+        command -v curl >/dev/null || skip_all azurite "curl not installed"
 }
 
 azurite_make_tls() {
         local d=$1
-        command -v openssl >/dev/null || azurite_skip "openssl not installed"
+        command -v openssl >/dev/null || skip_all azurite "openssl not installed"
         mkdir -p "$d"
         openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 \
                 -subj "/CN=trainsupd test CA $$" -addext basicConstraints=critical,CA:TRUE \
@@ -108,7 +95,7 @@ azurite_start() {
                 AZ_CA=$tls/ca.pem
                 args=(--cert "$tls/server.pem" --key "$tls/server.key" --oauth basic)
         fi
-        AZ_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        AZ_PORT=$(free_port)
         AZ_ENDPOINT=$scheme://127.0.0.1:$AZ_PORT/$AZ_ACCOUNT
         mkdir -p "$T/azurite"
         "$AZURITE" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" -l "$T/azurite" --loose --skipApiVersionCheck \

@@ -337,3 +337,97 @@ lines_not_matching() { grep -Ev -- "$2" "$1" || true; }
 sanitizer_report() {
         grep -hE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)' "$@" 2>/dev/null || true
 }
+
+# skip_all WHAT REASON: the whole test is skipped for want of WHAT ("1..0 # SKIP REASON", exit 0),
+# or fails when CI=true ("not ok 1 - WHAT needed in CI: REASON"): CI must run it.
+skip_all() {
+        if [ "${CI:-}" = true ]; then
+                echo "1..1"
+                echo "not ok 1 - $1 needed in CI: $2"
+                trap - EXIT
+                exit 1
+        fi
+        echo "1..0 # SKIP $2"
+        trap - EXIT
+        rm -rf "$T"
+        exit 0
+}
+
+# free_port: a TCP port on 127.0.0.1 that was free when asked.
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# sha FILE: its SHA-256 (hex).
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# tsd ARGS...: run_cmd trainsupd ARGS at debug level (120 s); its output is also appended to
+# $T/all-output, for the checks that no secret is ever printed.
+tsd() {
+        run_cmd --timeout 120 env TRAINSUPD_LOG_LEVEL=debug "$TRAINSUPD" "$@"
+        cat "$T/cmd.out" "$T/cmd.err" >>"$T/all-output"
+}
+
+# ---------------------------------------------------------------- snapshot, snapshots, restore
+
+# snapshot_job JOB PREFIX: the job of the one-shot storage command tests, one exec task whose
+# checkpoint dir is CKPT (created, with the state dir). Sets JOB, PFX (the storage URL's prefix),
+# TASKP (the task's keys in the store: PFX/JOB/main), CKPT, CFG (the config file to write) and
+# CFG_JOB_ID and CFG_TASKS for write_config.
+snapshot_job() {
+        JOB=$1
+        PFX=$2
+        TASKP=$PFX/$JOB/main
+        CKPT=$T/ckpt
+        CFG=$T/config.json
+        mkdir -p "$CKPT" "$TRAINSUPD_STATE_DIR"
+        CFG_JOB_ID=$JOB
+        CFG_TASKS="[{\"runtime\": \"exec\", \"command\": [\"/bin/true\"], \"checkpoint_dir\": \"$CKPT\"}]"
+}
+
+# ckpt_fill BIG_MIB: mixed files in $CKPT to snapshot: big.bin (BIG_MIB MiB of random bytes: parts),
+# sub/weights.bin, state.txt ("step 100"), an empty file and an empty dir, a name with a space, a
+# plus and parentheses, a 0600 file in a 0750 dir, and a symlink (latest -> state.txt).
+ckpt_fill() {
+        mkdir -p "$CKPT/sub" "$CKPT/private" "$CKPT/empty-dir"
+        head -c 3000001 /dev/urandom >"$CKPT/sub/weights.bin"
+        head -c $(($1 * 1024 * 1024)) /dev/urandom >"$CKPT/big.bin"
+        echo "step 100" >"$CKPT/state.txt"
+        : >"$CKPT/empty"
+        echo "odd" >"$CKPT/sub/odd name+1 (x).txt"
+        echo secret >"$CKPT/private/key"
+        chmod 600 "$CKPT/private/key"
+        chmod 750 "$CKPT/private"
+        ln -s state.txt "$CKPT/latest"
+}
+
+# tree_of DIR / sums_of DIR: what a restore must reproduce: types, modes, names and link targets;
+# the files' SHA-256 (sha256sum -c input). The completion marker is left out of both.
+tree_of() { (cd "$1" && find . -mindepth 1 ! -name .trainsupd-commit -printf '%y %m %p -> %l\n' | LC_ALL=C sort); }
+sums_of() { (cd "$1" && find . -type f ! -name .trainsupd-commit -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
+# record ID: keeps what a restore of snapshot ID must reproduce: $CKPT as it is now.
+record() { sums_of "$CKPT" >"$T/want-$1.sha256" && tree_of "$CKPT" >"$T/want-$1.tree"; }
+
+# restore_is ID [ARGS...]: `trainsupd restore --config $CFG ARGS` (e.g. --snapshot ID) into a fresh
+# dir, RDIR, compared with what `record ID` kept; true when byte-exact (sums, modes, links). RC,
+# OUT, ERR are the restore's. It runs through the command in the array RESTORE_RUN: run_cmd with
+# a 120 s limit unless the test sets another (e.g. RESTORE_RUN=(tsd)).
+RESTORE_RUN=(run_cmd --timeout 120 "$TRAINSUPD")
+_rn=0
+restore_is() {
+        local id=$1
+        shift
+        _rn=$((_rn + 1))
+        RDIR=$T/restore-$_rn
+        "${RESTORE_RUN[@]}" restore --config "$CFG" "$@" --to "$RDIR"
+        [ "$RC" = 0 ] || { diag "restore exit $RC: $(tail -n 3 "$T/cmd.err")"; return 1; }
+        [ -f "$T/want-$id.sha256" ] || { diag "nothing recorded for $id"; return 1; }
+        (cd "$RDIR" && sha256sum --quiet -c "$T/want-$id.sha256" >"$T/sumcheck.out" 2>&1) ||
+                { diag "sha256sum -c:" "$(cat "$T/sumcheck.out")"; return 1; }
+        diff -u "$T/want-$id.tree" <(tree_of "$RDIR") >"$T/tree.diff" || { diag "tree differs:" "$(cat "$T/tree.diff")"; return 1; }
+        rm -rf "$RDIR"
+}
+
+# listed_ids: the ids `trainsupd snapshots --config $CFG --json` lists, one a line.
+listed_ids() {
+        "$TRAINSUPD" snapshots --config "$CFG" --json 2>/dev/null >"$T/ls.json"
+        "$PYTHON" -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))]' "$T/ls.json" 2>/dev/null
+}

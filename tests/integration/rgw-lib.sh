@@ -15,28 +15,11 @@ RGW_SECRET=${RGW_SECRET:-trainsupd-test-secret-0123456789}
 RGW_BUCKET=${RGW_BUCKET:-ckpt}
 RGW_REGION=us-east-1
 
-rgw_skip() {
-        if [ "${CI:-}" = true ]; then
-                echo "1..1"
-                echo "not ok 1 - RGW needed in CI: $1"
-                trap - EXIT
-                exit 1
-        fi
-        echo "1..0 # SKIP $1"
-        trap - EXIT
-        rm -rf "$T"
-        exit 0
-}
-
-rgw_free_port() {
-        "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 rgw_requirements() {
-        [ "$(id -u)" = 0 ] || rgw_skip "not root"
+        [ "$(id -u)" = 0 ] || skip_all RGW "not root"
         local c
         for c in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl; do
-                command -v "$c" >/dev/null || rgw_skip "$c not installed (apt-get install ceph-mon ceph-osd radosgw)"
+                command -v "$c" >/dev/null || skip_all RGW "$c not installed (apt-get install ceph-mon ceph-osd radosgw)"
         done
 }
 
@@ -83,8 +66,8 @@ _rgw_try_start() {
         local d=$1 fsid ou id c i mon_port C
         mkdir -p "$d/run" "$d/log" "$d/mon/ceph-a" "$d/osd/ceph-0" "$d/rgw"
         fsid=$(cat /proc/sys/kernel/random/uuid)
-        mon_port=$(rgw_free_port)
-        RGW_PORT=$(rgw_free_port)
+        mon_port=$(free_port)
+        RGW_PORT=$(free_port)
         RGW_ENDPOINT=http://127.0.0.1:$RGW_PORT
         rgw_write_conf "$d" "$fsid" "$mon_port"
         C=(-c "$d/ceph.conf")

@@ -12,6 +12,7 @@
 # byte-exact and the next snapshot commits. Modelled on t-snapshot-s3.sh.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$TESTS_DIR/azurite-lib.sh"
+. "$TESTS_DIR/faultproxy-lib.sh"
 
 T_START=$(now_ms)
 azurite_requirements
@@ -23,76 +24,23 @@ plan 65
 
 # ---------------------------------------------------------------- the proxy
 
-FP_LOG=$T/fp.log
-: >"$FP_LOG"
-"$PYTHON" "$TESTS_DIR/faultproxy.py" --upstream "127.0.0.1:$AZ_PORT" --flavor azure --port-file "$T/fp.port" \
-        --log "$FP_LOG" >"$T/fp.out" 2>"$T/fp.err" &
-track_pid $!
-wait_for 10 test -s "$T/fp.port" || bail_out "faultproxy did not start: $(cat "$T/fp.err")"
-FP=http://127.0.0.1:$(cat "$T/fp.port")
-
-fp_set() { curl -sf -X PUT --data-binary "$1" "$FP/__faultproxy/config" >/dev/null || bail_out "fp_set $1 failed"; }
-fp_off() { curl -sf -X POST "$FP/__faultproxy/reset" >/dev/null || bail_out "fp_off failed"; }
-fp_stat() { curl -sf "$FP/__faultproxy/stats" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-log_mark() { wc -l <"$FP_LOG"; }
-log_since() { tail -n "+$(($1 + 1))" "$FP_LOG"; }
-log_count() {
-        log_since "$1" | "$PYTHON" -c "
-import json, sys
-n = 0
-for line in sys.stdin:
-    r = json.loads(line)
-    if $2: n += 1
-print(n)"
-}
+fp_start "$AZ_PORT" --flavor azure
 
 # ---------------------------------------------------------------- config, data
 
-JOB=azjob
-PFX=t-snapshot-az
-TASKP=$PFX/$JOB/main
-CKPT=$T/ckpt
-CFG=$T/config.json
-mkdir -p "$CKPT" "$TRAINSUPD_STATE_DIR"
+snapshot_job azjob t-snapshot-az
 printf '# test credentials\naccount_key = %s\n' "$AZ_KEY" >"$T/credentials"
 chmod 600 "$T/credentials"
-CFG_JOB_ID=$JOB
-CFG_TASKS="[{\"runtime\": \"exec\", \"command\": [\"/bin/true\"], \"checkpoint_dir\": \"$CKPT\"}]"
 write_config "$CFG" "\"cloud\": {\"provider\": \"none\"}" \
         "\"storage\": {\"url\": \"az://$AZ_ACCOUNT/$CONTAINER/$PFX\", \"endpoint\": \"$FP/$AZ_ACCOUNT\",
     \"credentials_file\": \"$T/credentials\", \"part_size_mb\": 5, \"concurrency\": 4, \"keep\": 100}"
 run_cmd "$TRAINSUPD" validate --config "$CFG"
 [ "$RC" = 0 ] || bail_out "config does not validate: $OUT $ERR"
 
-mkdir -p "$CKPT/sub/deep" "$CKPT/private" "$CKPT/empty-dir"
-head -c 3000001 /dev/urandom >"$CKPT/sub/weights.bin"
-head -c $((20 * 1024 * 1024)) /dev/urandom >"$CKPT/big.bin"
-echo "step 100" >"$CKPT/state.txt"
-: >"$CKPT/empty"
-echo "odd" >"$CKPT/sub/odd name+1 (x).txt"
+ckpt_fill 20
+mkdir -p "$CKPT/sub/deep"
 echo "deep" >"$CKPT/sub/deep/leaf.txt"
-echo secret >"$CKPT/private/key"
-chmod 600 "$CKPT/private/key"
-chmod 750 "$CKPT/private"
-ln -s state.txt "$CKPT/latest"
 
-tree_of() { (cd "$1" && find . -mindepth 1 ! -name .trainsupd-commit -printf '%y %m %p -> %l\n' | LC_ALL=C sort); }
-sums_of() { (cd "$1" && find . -type f ! -name .trainsupd-commit -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
-record() { sums_of "$CKPT" >"$T/want-$1.sha256" && tree_of "$CKPT" >"$T/want-$1.tree"; }
-_rn=0
-restore_is() { # restore_is ID [ARGS...]: a fresh restore matches what was recorded for ID
-        local id=$1
-        shift
-        _rn=$((_rn + 1))
-        RDIR=$T/restore-$_rn
-        run_cmd --timeout 120 "$TRAINSUPD" restore --config "$CFG" "$@" --to "$RDIR"
-        [ "$RC" = 0 ] || { diag "restore exit $RC: $ERR"; return 1; }
-        [ -f "$T/want-$id.sha256" ] || { diag "nothing recorded for $id"; return 1; }
-        (cd "$RDIR" && sha256sum --quiet -c "$T/want-$id.sha256" >"$T/sumcheck.out" 2>&1) ||
-                { diag "sha256sum -c:" "$(cat "$T/sumcheck.out")"; return 1; }
-        diff -u "$T/want-$id.tree" <(tree_of "$RDIR") >"$T/tree.diff" || { diag "tree differs:" "$(cat "$T/tree.diff")"; return 1; }
-        rm -rf "$RDIR"
-}
 # n_manifests: manifest blobs under the task's prefix, counted by an independent client.
 n_manifests() {
         azc GET "$CONTAINER?restype=container&comp=list&prefix=$TASKP/manifests/" | grep -o '<Name>' | wc -l
@@ -103,11 +51,6 @@ uncommitted() {
         azc GET "$CONTAINER?restype=container&comp=list&prefix=$PFX/" >"$T/com.xml"
         echo $(($(grep -o '<Name>' "$T/unc.xml" | wc -l) - $(grep -o '<Name>' "$T/com.xml" | wc -l)))
 }
-listed_ids() {
-        "$TRAINSUPD" snapshots --config "$CFG" --json 2>/dev/null >"$T/ls.json"
-        "$PYTHON" -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))]' "$T/ls.json" 2>/dev/null
-}
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # ---------------------------------------------------------------- 1. baseline
 
@@ -149,54 +92,13 @@ change_data() {
         head -c 1500000 /dev/urandom >"$CKPT/sub/fault-$1.bin"
 }
 
-# fault_case NAME JSON: four checks: the fault was injected; the snapshot either committed (exactly
-# one new snapshot, the id printed, restoring byte-exact) or failed cleanly (an error, no new
-# snapshot); the newest listed snapshot restores byte-exact; it is the one printed (after a
-# failure: the previous newest).
+# fault_case NAME JSON: four checks (faultproxy-lib.sh): the fault was injected; the snapshot either
+# committed (exactly one new snapshot, the id printed, restoring byte-exact) or failed cleanly (an
+# error, no new snapshot); the newest listed snapshot restores byte-exact; it is the one printed
+# (after a failure: the previous newest).
 fault_case() {
-        local name=$1 settings=$2 m0 t0 ms newest prev new_ids injected id
-        change_data "$name"
-        listed_ids >"$T/ids-before"
-        prev=$(tail -n 1 "$T/ids-before")
-        m0=$(log_mark)
-        fp_set "$settings"
-        t0=$(now_ms)
-        run_cmd --timeout 120 "$TRAINSUPD" snapshot --config "$CFG"
-        ms=$(($(now_ms) - t0))
-        local src=$RC sout=$OUT serr=$ERR
-        fp_off
-        listed_ids >"$T/ids-after"
-        new_ids=$(comm -13 "$T/ids-before" "$T/ids-after" | tr '\n' ' ')
-        for id in $new_ids; do record "$id"; done
-        injected=$(log_count "$m0" 'r["fault"] and "skipped" not in r["fault"]')
-        num_cmp "$injected" -gt 0 "$name: the fault was injected ($injected of $(log_count "$m0" True) requests)"
-        if [ "$src" = 0 ]; then
-                if [ "$new_ids" = "$sout " ] && restore_is "$sout" --snapshot "$sout"; then
-                        ok "$name: committed ($ms ms): exactly one new snapshot, restores byte-exact"
-                else
-                        not_ok "$name: committed ($ms ms): exactly one new snapshot, restores byte-exact"
-                        diag "printed $sout; new snapshots: $new_ids"
-                fi
-        else
-                diag "$name: snapshot failed in $ms ms, exit $src:" "$serr"
-                if [ -z "$new_ids" ] && [ -n "$serr" ] && [ "$src" != 124 ]; then
-                        ok "$name: failed cleanly (exit $src, an error message, no new snapshot)"
-                else
-                        not_ok "$name: failed cleanly (exit $src, an error message, no new snapshot)"
-                        diag "new snapshots after the failure: $new_ids"
-                fi
-        fi
-        newest=$(tail -n 1 "$T/ids-after")
-        check "$name: the newest listed snapshot restores byte-exact" restore_is "$newest"
-        if [ "$src" = 0 ]; then
-                is "$newest" "$sout" "$name: the newest listed snapshot is the one the command printed"
-        else
-                is "$newest" "$prev" "$name: after the failure the newest listed snapshot is still the previous one"
-        fi
-        diag "$name: faults: $(log_since "$m0" | "$PYTHON" -c 'import json,sys
-for l in sys.stdin:
-    r = json.loads(l)
-    if r["fault"]: print(r["fault"], r["method"], r["path"].split("/")[-2] + "/" + r["path"].split("/")[-1][:12], r["query"][:30], r["upstream_status"], r["detail"] or "")')"
+        fault_snapshot "$1" "$2" 120
+        fault_snapshot_newest "$1"
 }
 
 fault_case server-busy '{"slowdown_every": 3}'
@@ -213,16 +115,11 @@ diag "blobs left as uncommitted blocks only (invisible, Azure drops them after a
 # ---------------------------------------------------------------- 3. restore under faults
 
 newest=$(listed_ids | tail -n 1)
-m0=$(log_mark)
-fp_set '{"reset_bytes": 300, "reset_side": "response", "reset_every": 2, "reset_max": 8, "reset_match": "^GET "}'
-check "restore with every 2nd GET (8 in all) reset after 300 answer bytes: byte-exact" restore_is "$newest"
-fp_off
-num_cmp "$(log_count "$m0" 'r["fault"] == "reset-response"')" -gt 0 "answers were cut during that restore"
-m0=$(log_mark)
-fp_set '{"slowdown_every": 3}'
-check "restore with ServerBusy on every 3rd request: byte-exact" restore_is "$newest"
-fp_off
-like "$(log_since "$m0" | grep -c '"fault": "slowdown"')" '^[1-9]' "ServerBusy was answered during that restore"
+restore_under_faults "$newest" '{"reset_bytes": 300, "reset_side": "response", "reset_every": 2, "reset_max": 8, "reset_match": "^GET "}' \
+        "restore with every 2nd GET (8 in all) reset after 300 answer bytes: byte-exact"
+num_cmp "$(log_count "$FS_MARK" 'r["fault"] == "reset-response"')" -gt 0 "answers were cut during that restore"
+restore_under_faults "$newest" '{"slowdown_every": 3}' "restore with ServerBusy on every 3rd request: byte-exact"
+like "$(log_since "$FS_MARK" | grep -c '"fault": "slowdown"')" '^[1-9]' "ServerBusy was answered during that restore"
 
 # ---------------------------------------------------------------- 4. SIGKILL at several points
 

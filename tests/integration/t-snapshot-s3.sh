@@ -14,6 +14,7 @@
 # re-snapshot sends no data (PUTs counted in the proxy's log).
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$TESTS_DIR/rgw-lib.sh"
+. "$TESTS_DIR/faultproxy-lib.sh"
 
 T_START=$(now_ms)
 rgw_start
@@ -25,95 +26,30 @@ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_
 
 # ---------------------------------------------------------------- the proxy
 
-FP_LOG=$T/fp.log
-FP_CTL=$T/fp-control.json
-: >"$FP_LOG"
-"$PYTHON" "$TESTS_DIR/faultproxy.py" --upstream "127.0.0.1:$RGW_PORT" --port-file "$T/fp.port" \
-        --log "$FP_LOG" --control-file "$FP_CTL" >"$T/fp.out" 2>"$T/fp.err" &
-track_pid $!
-wait_for 10 test -s "$T/fp.port" || bail_out "faultproxy did not start: $(cat "$T/fp.err")"
-FP_PORT=$(cat "$T/fp.port")
-FP=http://127.0.0.1:$FP_PORT
-
-# fp_set JSON: merges fault settings (through the control endpoint); fp_off: all faults off.
-fp_set() { curl -sf -X PUT --data-binary "$1" "$FP/__faultproxy/config" >/dev/null || bail_out "fp_set $1 failed"; }
-fp_off() { curl -sf -X POST "$FP/__faultproxy/reset" >/dev/null || bail_out "fp_off failed"; }
-fp_stat() { curl -sf "$FP/__faultproxy/stats" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-# log_mark / log_since MARK: the proxy log's lines written after the mark.
-log_mark() { wc -l <"$FP_LOG"; }
-log_since() { tail -n "+$(($1 + 1))" "$FP_LOG"; }
-# log_count MARK PYEXPR: log lines since MARK for which PYEXPR (over r, the record) is true.
-log_count() {
-        log_since "$1" | "$PYTHON" -c "
-import json, sys
-n = 0
-for line in sys.stdin:
-    r = json.loads(line)
-    if $2: n += 1
-print(n)"
-}
+fp_start "$RGW_PORT" --control-file "$T/fp-control.json"
 
 # ---------------------------------------------------------------- config, data
 
-JOB=s3job
-PFX=t-snapshot-s3
-TASKP=$PFX/$JOB/main
-CKPT=$T/ckpt
-CFG=$T/config.json
-mkdir -p "$CKPT" "$TRAINSUPD_STATE_DIR"
+snapshot_job s3job t-snapshot-s3
 echo "11111111-2222-3333-4444-555555555555" >"$TRAINSUPD_DMI_DIR/product_uuid"
 printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$RGW_KEY" "$RGW_SECRET" >"$T/credentials"
 chmod 600 "$T/credentials"
-CFG_JOB_ID=$JOB
-CFG_TASKS="[{\"runtime\": \"exec\", \"command\": [\"/bin/true\"], \"checkpoint_dir\": \"$CKPT\"}]"
 write_config "$CFG" "\"cloud\": {\"provider\": \"none\"}" \
         "\"storage\": {\"url\": \"s3://$RGW_BUCKET/$PFX\", \"endpoint\": \"$FP\", \"region\": \"$RGW_REGION\",
     \"credentials_file\": \"$T/credentials\", \"part_size_mb\": 5, \"concurrency\": 4, \"keep\": 100}"
 run_cmd "$TRAINSUPD" validate --config "$CFG"
 [ "$RC" = 0 ] || bail_out "config does not validate: $OUT $ERR"
 
-mkdir -p "$CKPT/sub/deep/er" "$CKPT/private" "$CKPT/empty-dir"
-head -c 3000001 /dev/urandom >"$CKPT/sub/weights.bin"
-head -c $((40 * 1024 * 1024)) /dev/urandom >"$CKPT/big.bin"
-echo "step 100" >"$CKPT/state.txt"
-: >"$CKPT/empty"
-echo "odd" >"$CKPT/sub/odd name+1 (x).txt"
+ckpt_fill 40
+mkdir -p "$CKPT/sub/deep/er"
 echo "deep" >"$CKPT/sub/deep/er/leaf.txt"
 cp "$CKPT/state.txt" "$CKPT/sub/dup-of-state.txt"
-echo secret >"$CKPT/private/key"
-chmod 600 "$CKPT/private/key"
-chmod 750 "$CKPT/private"
 chmod 700 "$CKPT/empty-dir"
-ln -s state.txt "$CKPT/latest"
 ln -s ../big.bin "$CKPT/sub/big-link"
 touch "$CKPT/.trainsupd-commit"
 
-# record ID: what a restore of snapshot ID must reproduce (file sums, and types/modes/links).
-tree_of() { (cd "$1" && find . -mindepth 1 ! -name .trainsupd-commit -printf '%y %m %p -> %l\n' | LC_ALL=C sort); }
-sums_of() { (cd "$1" && find . -type f ! -name .trainsupd-commit -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
-record() { sums_of "$CKPT" >"$T/want-$1.sha256" && tree_of "$CKPT" >"$T/want-$1.tree"; }
-
-# restore_is ID [ARGS...]: restores (ARGS, e.g. --snapshot ID) into a fresh dir and compares with
-# what was recorded for ID; RC, OUT, ERR of the restore; RDIR the dir; true when byte-exact.
-_rn=0
-restore_is() {
-        local id=$1
-        shift
-        _rn=$((_rn + 1))
-        RDIR=$T/restore-$_rn
-        run_cmd --timeout 300 "$TRAINSUPD" restore --config "$CFG" "$@" --to "$RDIR"
-        [ "$RC" = 0 ] || { diag "restore exit $RC: $ERR"; return 1; }
-        if ! (cd "$RDIR" && sha256sum --quiet -c "$T/want-$id.sha256" >"$T/sumcheck.out" 2>&1); then
-                diag "sha256sum -c:" "$(cat "$T/sumcheck.out")"
-                return 1
-        fi
-        if ! diff -u "$T/want-$id.tree" <(tree_of "$RDIR") >"$T/tree.diff"; then
-                diag "tree differs:" "$(cat "$T/tree.diff")"
-                return 1
-        fi
-        rm -rf "$RDIR"
-        return 0
-}
+# record ID, restore_is ID [ARGS...]: lib.sh's; a restore of 40 MiB under faults may take a while.
+RESTORE_RUN=(run_cmd --timeout 300 "$TRAINSUPD")
 
 n_manifests() {
         rgw_aws s3api list-objects-v2 --bucket "$RGW_BUCKET" --prefix "$TASKP/manifests/" \
@@ -131,12 +67,6 @@ abort_uploads() { # aborts every open upload under the prefix (cleanup after not
                                 rgw_aws s3api abort-multipart-upload --bucket "$RGW_BUCKET" --key "$k" --upload-id "$u" >/dev/null 2>&1
                 done
 }
-# listed_ids: the ids `snapshots --json` lists, one per line.
-listed_ids() {
-        "$TRAINSUPD" snapshots --config "$CFG" --json 2>/dev/null >"$T/ls.json"
-        "$PYTHON" -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))]' "$T/ls.json" 2>/dev/null
-}
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # ---------------------------------------------------------------- 1. baseline
 
@@ -249,45 +179,13 @@ sweep_check() {
 
 # fault_case NAME JSON: five checks: the fault was injected; the snapshot either committed (exactly
 # one new snapshot, the id printed, restoring byte-exact) or failed cleanly (an error, no new
-# snapshot); no multipart upload left open; the newest listed snapshot restores byte-exact; and it
-# is the one the command printed (after a failure: the previous newest). Snapshots that appear
-# during the case hold this case's data, whatever the command said (so one finding does not
-# cascade into the next cases).
+# snapshot) (fault_snapshot); no multipart upload left open; the newest listed snapshot restores
+# byte-exact; and it is the one the command printed (after a failure: the previous newest)
+# (fault_snapshot_newest). Snapshots that appear during the case hold this case's data, whatever
+# the command said (so one finding does not cascade into the next cases).
 fault_case() {
-        local name=$1 settings=$2 m0 t0 ms newest prev new_ids injected id
-        change_data "$name"
-        listed_ids >"$T/ids-before"
-        prev=$(tail -n 1 "$T/ids-before")
-        m0=$(log_mark)
-        fp_set "$settings"
-        t0=$(now_ms)
-        run_cmd --timeout 300 "$TRAINSUPD" snapshot --config "$CFG"
-        ms=$(($(now_ms) - t0))
-        local src=$RC sout=$OUT serr=$ERR
-        fp_off
-        listed_ids >"$T/ids-after"
-        new_ids=$(comm -13 "$T/ids-before" "$T/ids-after" | tr '\n' ' ')
-        for id in $new_ids; do record "$id"; done
-        injected=$(log_count "$m0" 'r["fault"] and "skipped" not in r["fault"]')
-        num_cmp "$injected" -gt 0 "$name: the fault was injected ($injected of $(log_count "$m0" True) requests)"
-        if [ "$src" = 0 ]; then
-                diag "$name: committed $sout in $ms ms"
-                if [ "$new_ids" = "$sout " ] && restore_is "$sout" --snapshot "$sout"; then
-                        ok "$name: committed ($ms ms): exactly one new snapshot, restores byte-exact"
-                else
-                        not_ok "$name: committed ($ms ms): exactly one new snapshot, restores byte-exact"
-                        diag "printed $sout; new snapshots: $new_ids"
-                fi
-        else
-                diag "$name: snapshot failed in $ms ms, exit $src:" "$serr"
-                if [ -z "$new_ids" ] && [ -n "$serr" ] && [ "$src" != 124 ]; then
-                        ok "$name: failed cleanly (exit $src, an error message, no new snapshot)"
-                else
-                        not_ok "$name: failed cleanly (exit $src, an error message, no new snapshot)"
-                        diag "new snapshots after the failure: $new_ids"
-                fi
-        fi
-        local open
+        local name=$1 open
+        fault_snapshot "$name" "$2" 300
         open=$(open_uploads)
         if [ "$open" = 0 ]; then
                 ok "$name: no multipart upload left open"
@@ -299,17 +197,7 @@ fault_case() {
                 not_ok "$name: no multipart upload left open"; diag "open uploads: $open"
         fi
         abort_uploads
-        newest=$(tail -n 1 "$T/ids-after")
-        check "$name: the newest listed snapshot restores byte-exact" restore_is "$newest"
-        if [ "$src" = 0 ]; then
-                is "$newest" "$sout" "$name: the newest listed snapshot is the one the command printed"
-        else
-                is "$newest" "$prev" "$name: after the failure the newest listed snapshot is still the previous one"
-        fi
-        diag "$name: faults: $(log_since "$m0" | "$PYTHON" -c 'import json,sys
-for l in sys.stdin:
-    r = json.loads(l)
-    if r["fault"]: print(r["fault"], r["method"], r["path"].split("/")[-2] + "/" + r["path"].split("/")[-1][:12], r["query"][:40], r["upstream_status"], r["detail"] or "")')"
+        fault_snapshot_newest "$name"
 }
 
 fault_case slowdown '{"slowdown_every": 3}'
@@ -323,16 +211,11 @@ fault_case stall '{"stall_s": 3, "stall_every": 2, "stall_match": "^PUT .*/data/
 # ---------------------------------------------------------------- 4. restore under faults
 
 newest=$(listed_ids | tail -n 1)
-m0=$(log_mark)
-fp_set '{"reset_bytes": 300, "reset_side": "response", "reset_every": 2, "reset_max": 8, "reset_match": "^GET "}'
-check "restore with every 2nd GET (8 in all) reset after 300 answer bytes: byte-exact" restore_is "$newest"
-fp_off
-num_cmp "$(log_count "$m0" 'r["fault"] == "reset-response"')" -gt 0 "answers were cut during that restore"
-m0=$(log_mark)
-fp_set '{"slowdown_every": 3}'
-check "restore with SlowDown on every 3rd request: byte-exact" restore_is "$newest"
-fp_off
-num_cmp "$(log_count "$m0" 'r["fault"] == "slowdown"')" -gt 0 "SlowDown was answered during that restore"
+restore_under_faults "$newest" '{"reset_bytes": 300, "reset_side": "response", "reset_every": 2, "reset_max": 8, "reset_match": "^GET "}' \
+        "restore with every 2nd GET (8 in all) reset after 300 answer bytes: byte-exact"
+num_cmp "$(log_count "$FS_MARK" 'r["fault"] == "reset-response"')" -gt 0 "answers were cut during that restore"
+restore_under_faults "$newest" '{"slowdown_every": 3}' "restore with SlowDown on every 3rd request: byte-exact"
+num_cmp "$(log_count "$FS_MARK" 'r["fault"] == "slowdown"')" -gt 0 "SlowDown was answered during that restore"
 
 # ---------------------------------------------------------------- 5. SIGKILL mid-upload
 

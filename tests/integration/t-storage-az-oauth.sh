@@ -22,14 +22,8 @@ az_create_container "$CONTAINER"
 fc_start
 plan 31
 
-JOB=azjob
-PFX=t-az-oauth
-TASKP=$PFX/$JOB/main
-CKPT=$T/ckpt
-CFG=$T/config.json
-mkdir -p "$CKPT/sub" "$TRAINSUPD_STATE_DIR"
-CFG_JOB_ID=$JOB
-CFG_TASKS="[{\"runtime\": \"exec\", \"command\": [\"/bin/true\"], \"checkpoint_dir\": \"$CKPT\"}]"
+snapshot_job azjob t-az-oauth
+mkdir -p "$CKPT/sub"
 # az_config FILE ENDPOINT METADATA_URL
 az_config() {
         write_config "$1" "\"cloud\": {\"provider\": \"azure\", \"metadata_url\": \"$3\"}" \
@@ -46,32 +40,7 @@ echo "step 1" >"$CKPT/state.txt"
 chmod 640 "$CKPT/state.txt"
 ln -s state.txt "$CKPT/latest"
 
-tree_of() { (cd "$1" && find . -mindepth 1 ! -name .trainsupd-commit -printf '%y %m %p -> %l\n' | LC_ALL=C sort); }
-sums_of() { (cd "$1" && find . -type f ! -name .trainsupd-commit -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
-record() { sums_of "$CKPT" >"$T/want-$1.sha256" && tree_of "$CKPT" >"$T/want-$1.tree"; }
-_rn=0
-restore_is() { # restore_is ID [ARGS...]: a fresh restore matches what was recorded for ID
-        local id=$1
-        shift
-        _rn=$((_rn + 1))
-        RDIR=$T/restore-$_rn
-        run_cmd --timeout 120 env TRAINSUPD_LOG_LEVEL=debug "$TRAINSUPD" restore --config "$CFG" "$@" --to "$RDIR"
-        cat "$T/cmd.out" "$T/cmd.err" >>"$T/all-output"
-        [ "$RC" = 0 ] || { diag "restore exit $RC: $(tail -n 3 "$T/cmd.err")"; return 1; }
-        (cd "$RDIR" && sha256sum --quiet -c "$T/want-$id.sha256" >"$T/sumcheck.out" 2>&1) ||
-                { diag "sha256sum -c:" "$(cat "$T/sumcheck.out")"; return 1; }
-        diff -u "$T/want-$id.tree" <(tree_of "$RDIR") >"$T/tree.diff" || { diag "tree differs:" "$(cat "$T/tree.diff")"; return 1; }
-        rm -rf "$RDIR"
-}
-# tsd ARGS...: trainsupd at debug level; its output is kept for the no-secret checks.
-tsd() {
-        run_cmd --timeout 120 env TRAINSUPD_LOG_LEVEL=debug "$TRAINSUPD" "$@"
-        cat "$T/cmd.out" "$T/cmd.err" >>"$T/all-output"
-}
-listed_ids() {
-        "$TRAINSUPD" snapshots --config "$CFG" --json 2>/dev/null >"$T/ls.json"
-        "$PYTHON" -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))]' "$T/ls.json" 2>/dev/null
-}
+RESTORE_RUN=(tsd) # restores too at debug level, their output kept for the no-secret checks
 n_token_requests() { fcq "d['requests']['azure']['by_path'].get('GET /metadata/identity/oauth2/token', 0)"; }
 # set_token TOKEN: the fake cloud hands out TOKEN from now on ("" = its own generated JWT)
 set_token() {
@@ -158,7 +127,7 @@ identity_500() { fc POST "/_fake/fault?cloud=azure&mode=status=500&count=-1&path
 bad_case identity-endpoint-500 identity_500
 like "$BAD_ERR" 'Cannot get an Azure storage token from the managed identity' "identity endpoint failing: the error names the managed identity"
 
-az_config "$T/dead.json" "$AZ_ENDPOINT" "http://127.0.0.1:$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+az_config "$T/dead.json" "$AZ_ENDPOINT" "http://127.0.0.1:$(free_port)"
 run_cmd --timeout 60 "$TRAINSUPD" snapshot --config "$T/dead.json"
 cat "$T/cmd.out" "$T/cmd.err" >>"$T/all-output"
 like "$RC:$ERR" '^69:.*Cannot get an Azure storage token from the managed identity' \

@@ -1,58 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# The Azure Blob backend (daemon/storage-az.c) against azurite, through tests/unit/store-probe.
-# azurite comes from the repository's package.json (`npm ci` puts it in node_modules/); this test
-# installs nothing. An independent client (Python's hmac/hashlib/urllib, below) creates the
-# container, reads back what the backend wrote and mints the SAS tokens.
+# The Azure Blob backend (daemon/storage-az.c) against azurite (tests/integration/azurite-lib.sh),
+# through tests/unit/store-probe. An independent client (azurite-lib.sh's azc, Python's
+# hmac/hashlib/urllib) creates the container and reads back what the backend wrote; the SAS tokens
+# are minted below.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+. "$TESTS_DIR/azurite-lib.sh"
 
 : "${STORE_PROBE:?STORE_PROBE must point at the built tests/unit/store-probe (make check sets it)}"
 
-# scripts/test.sh names the one it installed (make distcheck runs from an unpacked tarball).
-AZURITE=${AZURITE:-$TOP_SRCDIR/node_modules/.bin/azurite-blob}
-ACCOUNT=devstoreaccount1
-KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==' # azurite's public dev key
 CONTAINER=ckpt
+azurite_requirements
 
-az_skip() {
-        if [ "${CI:-}" = true ]; then
-                echo "1..1"
-                echo "not ok 1 - azurite needed in CI: $1"
-                exit 1
-        fi
-        echo "1..0 # SKIP $1"
-        exit 0
-}
-[ -x "$AZURITE" ] || az_skip "azurite not installed (npm ci in $TOP_SRCDIR)"
-command -v node >/dev/null || az_skip "node not installed"
-
-# azc METHOD PATH [HEADER:VALUE...]: a SharedKey-signed request, body to stdout, status to $T/azc.status.
-cat >"$T/azc.py" <<'PY'
-import base64, email.utils, hashlib, hmac, sys, urllib.error, urllib.parse, urllib.request
-key, ep, method, path = base64.b64decode(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3], sys.argv[4]
-hdrs = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
-for h in sys.argv[5:]:
-    k, v = h.split(":", 1)
-    hdrs[k] = v
-url = ep + "/" + path
-u = urllib.parse.urlsplit(url)
-acct = urllib.parse.urlsplit(ep).path.strip("/").split("/")[0]
-q = sorted(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
-canon = "/" + acct + u.path + "".join(f"\n{k.lower()}:{v}" for k, v in q)
-std = ["Content-Encoding", "Content-Language", "Content-Length", "Content-MD5", "Content-Type", "Date",
-       "If-Modified-Since", "If-Match", "If-None-Match", "If-Unmodified-Since", "Range"]
-sts = method + "\n" + "".join(hdrs.get(s, "") + "\n" for s in std) + "".join(
-    f"{k.lower()}:{hdrs[k]}\n" for k in sorted(hdrs, key=str.lower) if k.lower().startswith("x-ms-")) + canon
-sig = base64.b64encode(hmac.new(key, sts.encode(), hashlib.sha256).digest()).decode()
-hdrs["Authorization"] = f"SharedKey {acct}:{sig}"
-req = urllib.request.Request(url, method=method, headers=hdrs)
-try:
-    r = urllib.request.urlopen(req)
-except urllib.error.HTTPError as e:
-    r = e
-sys.stderr.write(f"{r.status}\n")
-sys.stdout.buffer.write(r.read())
-PY
 # sas PERMISSIONS: an account SAS (sv=2019-12-12) for the blob service.
 cat >"$T/sas.py" <<'PY'
 import base64, hashlib, hmac, sys, urllib.parse
@@ -62,38 +21,25 @@ sts = "\n".join([acct, f["sp"], f["ss"], f["srt"], "", f["se"], "", f["spr"], f[
 f["sig"] = base64.b64encode(hmac.new(key, sts.encode(), hashlib.sha256).digest()).decode()
 print(urllib.parse.urlencode(f))
 PY
-azc() { "$PYTHON" "$T/azc.py" "$KEY" "$ENDPOINT" "$@" 2>"$T/azc.status"; }
 azc_sha() { azc GET "$CONTAINER/t-storage-az/$1" | sha256sum | cut -d' ' -f1; }
-sas() { "$PYTHON" "$T/sas.py" "$KEY" "$ACCOUNT" "$1"; }
+sas() { "$PYTHON" "$T/sas.py" "$AZ_KEY" "$AZ_ACCOUNT" "$1"; }
 
-PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
-mkdir -p "$T/azurite"
-"$AZURITE" --blobHost 127.0.0.1 --blobPort "$PORT" -l "$T/azurite" --loose --skipApiVersionCheck \
-        --disableTelemetry >"$T/azurite.log" 2>&1 &
-AZURITE_PID=$!
-track_pid "$AZURITE_PID"
-for _ in $(seq 1 100); do
-        azc PUT "$CONTAINER?restype=container" >/dev/null 2>&1
-        [ "$(cat "$T/azc.status" 2>/dev/null)" = 201 ] && break
-        sleep 0.1
-done
-[ "$(cat "$T/azc.status" 2>/dev/null)" = 201 ] || bail_out "azurite did not come up: $(tail -5 "$T/azurite.log")"
+azurite_start
+az_create_container "$CONTAINER"
 
 plan 26
 
-URL=az://$ACCOUNT/$CONTAINER/t-storage-az
-export AZURE_STORAGE_KEY=$KEY
+URL=az://$AZ_ACCOUNT/$CONTAINER/t-storage-az
+export AZURE_STORAGE_KEY=$AZ_KEY
 unset AZURE_STORAGE_SAS_TOKEN
 
 # sp ARGS...: store-probe against azurite; OUT its stdout, LAST its last line, PRC its exit status.
 sp() {
-        timeout -k 2 120 "$STORE_PROBE" --debug --endpoint "$ENDPOINT" "$URL" "$@" >"$T/sp.out" 2>"$T/sp.err"
+        timeout -k 2 120 "$STORE_PROBE" --debug --endpoint "$AZ_ENDPOINT" "$URL" "$@" >"$T/sp.out" 2>"$T/sp.err"
         PRC=$?
         OUT=$(cat "$T/sp.out")
         LAST=$(tail -n 1 "$T/sp.out")
 }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 head -c 3000001 /dev/urandom >"$T/small"
 sp put 'dir/small b+c' "$T/small"
@@ -154,7 +100,7 @@ is "$PRC:$LAST" "0:ok" "deleting a missing blob is success"
 
 AZURE_STORAGE_KEY=bm90LXRoZS1yaWdodC1rZXktYXQtYWxsLXh5eg== sp cat manifest
 is "$PRC:$LAST" "1:error=EACCES" "wrong account key: EACCES"
-unlike "$(cat "$T/sp.out" "$T/sp.err")" "bm90LXRoZS1yaWdodC1rZXktYXQtYWxsLXh5eg|${KEY:0:20}|SharedKey" "no key or signature in the output"
+unlike "$(cat "$T/sp.out" "$T/sp.err")" "bm90LXRoZS1yaWdodC1rZXktYXQtYWxsLXh5eg|${AZ_KEY:0:20}|SharedKey" "no key or signature in the output"
 
 SAS=$(sas rwdlac)
 SAS_RO=$(sas rl)
@@ -167,4 +113,4 @@ AZURE_STORAGE_KEY='' AZURE_STORAGE_SAS_TOKEN="$SAS_RO" sp put sas-denied "$T/m1"
 like "$PRC:$LAST" "^1:error=EACCES$" "a read-only SAS cannot write: EACCES"
 unlike "$(cat "$T/sp.out" "$T/sp.err")" "$sig|sig=" "no SAS signature in the output"
 
-stop_pid "$AZURITE_PID"
+stop_pid "$AZ_PID"

@@ -12,6 +12,7 @@
 # without a session token sends none, and failures (no role, a wrong secret) are clean.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$TESTS_DIR/rgw-lib.sh"
+. "$TESTS_DIR/faultproxy-lib.sh"
 . "$TESTS_DIR/notice-lib.sh"
 
 T_START=$(now_ms)
@@ -24,20 +25,7 @@ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_
 export HOME=$T/home # nothing of the caller's ~/.aws
 mkdir -p "$HOME"
 
-FP_LOG=$T/fp.log
-: >"$FP_LOG"
-"$PYTHON" "$TESTS_DIR/faultproxy.py" --upstream "127.0.0.1:$RGW_PORT" --port-file "$T/fp.port" --log "$FP_LOG" \
-        >"$T/fp.out" 2>"$T/fp.err" &
-track_pid $!
-wait_for 10 test -s "$T/fp.port" || bail_out "faultproxy did not start: $(cat "$T/fp.err")"
-FP=http://127.0.0.1:$(cat "$T/fp.port")
-log_mark() { wc -l <"$FP_LOG"; }
-# log_values MARK PYEXPR: the distinct values of PYEXPR (over r, a record) since MARK, sorted, space-separated
-log_values() {
-        tail -n "+$(($1 + 1))" "$FP_LOG" | "$PYTHON" -c "
-import json, sys
-print(' '.join(sorted({str($2) for r in map(json.loads, sys.stdin)})))"
-}
+fp_start "$RGW_PORT"
 
 SESSION_TOKEN="IQoJb3JpZ2luX2VjEFakeRoleSessionToken/$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 ROLE_REGION=eu-west-3
@@ -50,14 +38,8 @@ set_role() {
 set_role "{\"access_key_id\": \"$RGW_KEY\", \"secret_access_key\": \"$RGW_SECRET\", \"session_token\": \"$SESSION_TOKEN\",
   \"region\": \"$ROLE_REGION\", \"iam_role\": \"trainsupd-ckpt-role\"}"
 
-JOB=rolejob
-PFX=t-s3-role
-TASKP=$PFX/$JOB/main
-CKPT=$T/ckpt
-CFG=$T/config.json
-mkdir -p "$CKPT/sub" "$TRAINSUPD_STATE_DIR"
-CFG_JOB_ID=$JOB
-CFG_TASKS="[{\"runtime\": \"exec\", \"command\": [\"/bin/true\"], \"checkpoint_dir\": \"$CKPT\"}]"
+snapshot_job rolejob t-s3-role
+mkdir -p "$CKPT/sub"
 s3_config() { # s3_config FILE [EXTRA STORAGE MEMBERS]
         write_config "$1" "\"cloud\": {\"provider\": \"aws\", \"metadata_url\": \"$FC_URL\"}" \
                 "\"storage\": {\"url\": \"s3://$RGW_BUCKET/$PFX\", \"endpoint\": \"$FP\", \"part_size_mb\": 5,
@@ -72,30 +54,7 @@ head -c 50001 /dev/urandom >"$CKPT/sub/small.bin"
 echo "step 1" >"$CKPT/state.txt"
 ln -s state.txt "$CKPT/latest"
 
-tree_of() { (cd "$1" && find . -mindepth 1 ! -name .trainsupd-commit -printf '%y %m %p -> %l\n' | LC_ALL=C sort); }
-sums_of() { (cd "$1" && find . -type f ! -name .trainsupd-commit -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
-record() { sums_of "$CKPT" >"$T/want-$1.sha256" && tree_of "$CKPT" >"$T/want-$1.tree"; }
-_rn=0
-restore_is() {
-        local id=$1
-        shift
-        _rn=$((_rn + 1))
-        RDIR=$T/restore-$_rn
-        tsd restore --config "$CFG" "$@" --to "$RDIR"
-        [ "$RC" = 0 ] || { diag "restore exit $RC: $(tail -n 3 "$T/cmd.err")"; return 1; }
-        (cd "$RDIR" && sha256sum --quiet -c "$T/want-$id.sha256" >"$T/sumcheck.out" 2>&1) ||
-                { diag "sha256sum -c:" "$(cat "$T/sumcheck.out")"; return 1; }
-        diff -u "$T/want-$id.tree" <(tree_of "$RDIR") >"$T/tree.diff" || { diag "tree differs:" "$(cat "$T/tree.diff")"; return 1; }
-        rm -rf "$RDIR"
-}
-tsd() { # trainsupd at debug level; all its output kept for the no-secret check
-        run_cmd --timeout 120 env TRAINSUPD_LOG_LEVEL=debug "$TRAINSUPD" "$@"
-        cat "$T/cmd.out" "$T/cmd.err" >>"$T/all-output"
-}
-listed_ids() {
-        "$TRAINSUPD" snapshots --config "$CFG" --json 2>/dev/null >"$T/ls.json"
-        "$PYTHON" -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))]' "$T/ls.json" 2>/dev/null
-}
+RESTORE_RUN=(tsd) # restores too at debug level, their output kept for the no-secret check
 fc_path_count() { fcq "sum(v for k, v in d['requests']['aws']['by_path'].items() if k.startswith('$1'))"; }
 TOKEN_SHA=$(printf '%s' "$SESSION_TOKEN" | sha256sum | cut -c1-16)
 

@@ -10,17 +10,15 @@
  * cutoff, counting one gone meanwhile as success, and stops at a refused abort. */
 #include "unit-helpers.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "curl-glue.h"
 #include "http.h"
+#include "http-test-server.h"
 #include "objstore-s3xml.h"
 #include "strv.h"
 
@@ -33,23 +31,13 @@ static char seen[LOG_MAX][256];         /* "METHOD TARGET" */
 static char seen_body[LOG_MAX][1024];
 static size_t n_seen;
 static unsigned parts_now, parts_max;
-static int listen_fd = -1, port;
-
-static void send_str(int fd, const char *s) {
-        for (size_t len = strlen(s); len > 0;) {
-                ssize_t n = write(fd, s, len);
-
-                if (n <= 0)
-                        return;
-                s += n, len -= (size_t) n;
-        }
-}
+static int port;
 
 static void respond(int fd, const char *status, const char *extra, const char *body) {
         char buf[4096];
 
         snprintf(buf, sizeof(buf), "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\n\r\n%s", status, extra, strlen(body), body);
-        send_str(fd, buf);
+        http_test_send(fd, buf, strlen(buf));
 }
 
 static void answer_list(int fd, const char *target) {
@@ -131,20 +119,11 @@ static void answer(int fd, const char *line) {
 /* One request into line and body; false at EOF. */
 static bool read_request(int fd, char *line, size_t line_size, char *body, size_t body_size) {
         char buf[8192], *end, *cl;
-        size_t len = 0, want, have;
+        size_t len, want, have;
 
-        for (;;) {
-                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-
-                if (n <= 0)
-                        return false;
-                len += (size_t) n;
-                buf[len] = 0;
-                if ((end = strstr(buf, "\r\n\r\n")))
-                        break;
-                if (len >= sizeof(buf) - 1)
-                        return false;
-        }
+        end = http_test_read_head(fd, buf, sizeof(buf), &len);
+        if (!end)
+                return false;
         *strstr(buf, "\r\n") = 0;
         snprintf(line, line_size, "%.*s", (int) MIN(strlen(buf), line_size - 1), buf);
         *strrchr(line, ' ') = 0; /* " HTTP/1.1" */
@@ -164,8 +143,7 @@ static bool read_request(int fd, char *line, size_t line_size, char *body, size_
         return true;
 }
 
-static void *connection_main(void *arg) {
-        int fd = (int) (intptr_t) arg;
+static void serve_connection(int fd) {
         char line[256], body[1024];
 
         while (read_request(fd, line, sizeof(line), body, sizeof(body))) {
@@ -188,37 +166,10 @@ static void *connection_main(void *arg) {
                 answer(fd, line);
         }
         close(fd);
-        return NULL;
-}
-
-static void *server_main(void *arg) {
-        for (;;) {
-                int fd = accept(listen_fd, NULL, NULL);
-                pthread_t t;
-
-                if (fd < 0)
-                        return NULL;
-                if (pthread_create(&t, NULL, connection_main, (void *) (intptr_t) fd) == 0)
-                        pthread_detach(t);
-                else
-                        close(fd);
-        }
 }
 
 static int server_setup(void **state) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        pthread_t t;
-
-        listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(listen_fd >= 0);
-        assert_int_equal(bind(listen_fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(listen(listen_fd, 16), 0);
-        assert_int_equal(getsockname(listen_fd, (struct sockaddr *) &a, &l), 0);
-        port = ntohs(a.sin_port);
-        assert_int_equal(pthread_create(&t, NULL, server_main, NULL), 0);
-        assert_int_equal(pthread_detach(t), 0);
-        assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+        port = http_test_server_start(serve_connection, true);
         return 0;
 }
 

@@ -4,17 +4,15 @@
  * token endpoint and the GCS XML API. The real event loop, curl and http.c are used. */
 #include "unit-helpers.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "curl-glue.h"
 #include "http.h"
+#include "http-test-server.h"
 #include "s3-request.h"
 #include "storage.h"
 #include "strv.h"
@@ -33,7 +31,6 @@ typedef struct Seen {
 static Seen seen[MAX_SEEN];
 static size_t n_seen;
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
-static int listen_fd = -1;
 static int port;
 
 static const char *header_value(const char *headers, const char *name, char *buf, size_t size) {
@@ -51,15 +48,6 @@ static const char *header_value(const char *headers, const char *name, char *buf
                 }
         }
         return NULL;
-}
-
-static void send_all(int fd, const char *s, size_t len) {
-        while (len > 0) {
-                ssize_t n = write(fd, s, len);
-                if (n <= 0)
-                        return;
-                s += n, len -= (size_t) n;
-        }
 }
 
 static void respond(int fd, const Seen *r) {
@@ -84,25 +72,17 @@ static void respond(int fd, const Seen *r) {
         } else if (strncmp(r->line, "DELETE ", 7) == 0)
                 status = strstr(r->line, "missing") ? "404 Not Found" : "204 No Content";
         snprintf(buf, sizeof(buf), "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\n\r\n%s", status, extra, strlen(body), body);
-        send_all(fd, buf, strlen(buf));
+        http_test_send(fd, buf, strlen(buf));
 }
 
 /* One request from fd into r; false at EOF. */
 static bool read_request(int fd, Seen *r) {
         char buf[8192], v[64], *end, *eol;
-        size_t len = 0, body;
+        size_t len, body;
 
-        for (;;) {
-                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-                if (n <= 0)
-                        return false;
-                len += (size_t) n;
-                buf[len] = 0;
-                if ((end = strstr(buf, "\r\n\r\n")))
-                        break;
-                if (len >= sizeof(buf) - 1)
-                        return false;
-        }
+        end = http_test_read_head(fd, buf, sizeof(buf), &len);
+        if (!end)
+                return false;
         *r = (Seen) {};
         eol = strstr(buf, "\r\n");
         *eol = 0;
@@ -111,7 +91,7 @@ static bool read_request(int fd, Seen *r) {
         snprintf(r->headers, sizeof(r->headers), "%.*s", (int) (end + 2 - (eol + 2)), eol + 2);
         body = header_value(r->headers, "Content-Length", v, sizeof(v)) ? strtoul(v, NULL, 10) : 0;
         if (header_value(r->headers, "Expect", v, sizeof(v)))
-                send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+                http_test_send(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         r->body_len = body;
         len -= (size_t) (end + 4 - buf);
         while (len < body) {
@@ -123,38 +103,22 @@ static bool read_request(int fd, Seen *r) {
         return true;
 }
 
-static void *server_main(void *arg) {
-        for (;;) {
-                int fd = accept(listen_fd, NULL, NULL);
-                Seen r;
+/* The connections are served one after the other, in the order they come. */
+static void serve_connection(int fd) {
+        Seen r;
 
-                if (fd < 0)
-                        return NULL;
-                while (read_request(fd, &r)) {
-                        pthread_mutex_lock(&seen_lock);
-                        if (n_seen < MAX_SEEN)
-                                seen[n_seen++] = r;
-                        pthread_mutex_unlock(&seen_lock);
-                        respond(fd, &r);
-                }
-                close(fd);
+        while (read_request(fd, &r)) {
+                pthread_mutex_lock(&seen_lock);
+                if (n_seen < MAX_SEEN)
+                        seen[n_seen++] = r;
+                pthread_mutex_unlock(&seen_lock);
+                respond(fd, &r);
         }
+        close(fd);
 }
 
 static int server_setup(void **state) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        pthread_t t;
-
-        listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(listen_fd >= 0);
-        assert_int_equal(bind(listen_fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(listen(listen_fd, 16), 0);
-        assert_int_equal(getsockname(listen_fd, (struct sockaddr *) &a, &l), 0);
-        port = ntohs(a.sin_port);
-        assert_int_equal(pthread_create(&t, NULL, server_main, NULL), 0);
-        assert_int_equal(pthread_detach(t), 0);
-        assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+        port = http_test_server_start(serve_connection, false);
         return 0;
 }
 
