@@ -103,7 +103,8 @@ static bool read_request(int fd, Seen *r) {
         return true;
 }
 
-/* The connections are served one after the other, in the order they come. */
+/* Each connection in a thread of its own: the client keeps connections alive, so serving them one
+ * after the other would leave a second connection waiting until the first one idles out. */
 static void serve_connection(int fd) {
         Seen r;
 
@@ -118,7 +119,7 @@ static void serve_connection(int fd) {
 }
 
 static int server_setup(void **state) {
-        port = http_test_server_start(serve_connection, false);
+        port = http_test_server_start(serve_connection, true);
         return 0;
 }
 
