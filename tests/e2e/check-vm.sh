@@ -1,0 +1,260 @@
+#!/bin/bash
+# check-vm.sh - trainsupd end to end in a real systemd guest under qemu (`make check-vm`).
+#
+# Bakes the guest with scripts/bake-image.sh (Debian bookworm, systemd, cloud-init, trainsupd
+# installed with `make install` and enabled; the test adds scripts/demo-train and its observer
+# tests/e2e/guest/e2e-watch), then boots it three times, each time a fresh copy of the image
+# with a NoCloud seed (tests/e2e/user-data.in: writes /etc/trainsupd/trainsupd.json, enables and
+# starts the unit). The guest sees
+#   - http://169.254.169.254 = scripts/fakecloud on the host (qemu user-net guestfwd, socat);
+#   - SMBIOS strings of an EC2 instance, so cloud.provider "auto" resolves to aws from DMI;
+#   - a file:// store on the host's 9p share "store", and an evidence share "e2e".
+#   Boot 1: restore nothing, start the task; after its first committed snapshot the fake cloud
+#           posts a spot interruption (120 s); phase drained; then qemu is killed (SIGKILL).
+#   Boot 2: restore, resume from the saved step, complete, completion marker, power-off through
+#           logind: qemu exits by itself.
+#   Boot 3: completion marker found: power-off at once, the task is never started.
+# Evidence in E2E_OUT (default tests/e2e/out): bootN/{journal.json, status.jsonl, serial.log,
+# checks.txt, qemu.log}, fakecloud.log, store.txt, summary.txt.
+#
+# Environment: E2E_OUT, E2E_WORK [/var/tmp/trainsupd-check-vm] (image, disk copies: ~1 GB),
+# ACCEL [tcg] (kvm: -accel kvm -cpu host), SMP [2], MEM [1024], BOOT_TIMEOUT [360] per boot,
+# BOOTS ["1 2 3"], REBASE [0] (1: rebuild the Debian base of the image), SRC_REV [worktree],
+# STEPS [60] STEP_S [0.5] SIZE_MB [2] (the sample task), KEEP_DISKS [0].
+# Needs root (mmdebstrap, 9p with security_model=none) and the host packages below.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+E2E_OUT=$(realpath -m "${E2E_OUT:-$top/tests/e2e/out}")
+W=$(realpath -m "${E2E_WORK:-/var/tmp/trainsupd-check-vm}")
+ACCEL=${ACCEL:-tcg}
+SMP=${SMP:-2}
+MEM=${MEM:-1024}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-360}
+BOOTS=${BOOTS-1 2 3}
+STEPS=${STEPS:-60}
+STEP_S=${STEP_S:-0.5}
+SIZE_MB=${SIZE_MB:-2}
+KEEP_DISKS=${KEEP_DISKS:-0}
+PY=/usr/bin/python3
+
+log() { echo "[check-vm $(date +%T)] $*" | tee -a "$E2E_OUT/summary.txt"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || { echo "check-vm: run as root" >&2; exit 77; }
+mkdir -p "$E2E_OUT" "$W"
+rm -rf "$E2E_OUT"/boot[0-9]* "$E2E_OUT"/{bake.log,fakecloud.log,fakecloud-state.json,store.txt}
+: >"$E2E_OUT/summary.txt"
+T0=$(now)
+
+# ------------------------------------------------------------------ host packages
+need=()
+for p in qemu-system-x86 qemu-utils mmdebstrap e2fsprogs socat cloud-image-utils genisoimage; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+        log "installing host packages: ${need[*]}"
+        apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
+                "${need[@]}" >/dev/null
+fi
+
+# ------------------------------------------------------------------ the image
+rm -rf "$W/overlay"
+install -D -m 0755 "$top/scripts/demo-train" "$W/overlay/usr/local/bin/demo-train"
+install -D -m 0755 "$top/tests/e2e/guest/e2e-watch" "$W/overlay/usr/local/sbin/e2e-watch"
+TB=$(now)
+OVERLAY=$W/overlay SRC="$top" ROOT_LOGIN=${ROOT_LOGIN:-1} "$top/scripts/bake-image.sh" "$W/image" 2>&1 | tee "$E2E_OUT/bake.log"
+[ "${PIPESTATUS[0]}" = 0 ] || die "bake-image.sh failed"
+log "image baked in $(since "$TB")s"
+# shellcheck disable=SC1091
+. "$W/image/boot.env"
+
+# ------------------------------------------------------------------ the fake cloud and the store
+STORE=$W/store
+rm -rf "$STORE" "$W/fc.port"
+mkdir -p "$STORE"
+QPID=""
+FCPID=""
+cleanup() {
+        if [ -n "$QPID" ]; then kill -KILL "$QPID" 2>/dev/null || true; fi
+        if [ -n "$FCPID" ]; then kill "$FCPID" 2>/dev/null || true; fi
+        wait 2>/dev/null || true
+}
+trap cleanup EXIT
+$PY "$top/scripts/fakecloud" --port 0 --port-file "$W/fc.port" --log "$E2E_OUT/fakecloud.log" &
+FCPID=$!
+for _ in $(seq 100); do [ -s "$W/fc.port" ] && break; sleep 0.1; done
+FC_PORT=$(cat "$W/fc.port")
+FC=http://127.0.0.1:$FC_PORT
+curl -sf "$FC/_fake/health" >/dev/null || die "fakecloud did not come up"
+
+case "$ACCEL" in
+kvm) ACCEL_ARGS=(-accel kvm -cpu host) ;;
+tcg) ACCEL_ARGS=(-accel "tcg,thread=multi" -cpu max) ;;
+*) ACCEL_ARGS=(-accel "$ACCEL") ;;
+esac
+# what DMI says on an EC2 instance (sys_vendor, bios_vendor, product_uuid starting with ec2)
+SMBIOS=(-smbios "type=0,vendor=Amazon EC2" -smbios "type=1,manufacturer=Amazon EC2,product=g5.xlarge,uuid=ec2e1916-9099-7caf-fd21-012345abcdef,serial=ec2e1916-9099-7caf-fd21-012345abcdef")
+# 169.254.169.254 must lie inside net=; cmd: runs one socat per connection. restrict=on: the
+# guest reaches nothing but the forwarded metadata address.
+NETDEV="user,id=n0,net=169.254.169.0/24,host=169.254.169.2,dns=169.254.169.3,dhcpstart=169.254.169.15,restrict=on"
+NETDEV="$NETDEV,guestfwd=tcp:169.254.169.254:80-cmd:socat - TCP:127.0.0.1:$FC_PORT"
+
+# boot_start N: a fresh copy of the image, a new seed, qemu in the background (QPID)
+boot_start() {
+        local n=$1 d=$E2E_OUT/boot$1
+        mkdir -p "$d/guest" "$W/seed$n"
+        cp --sparse=always "$W/image/disk.raw" "$W/disk$n.raw"
+        printf 'instance-id: i-e2e-boot%s\nlocal-hostname: trainsupd-vm%s\n' "$n" "$n" >"$W/seed$n/meta-data"
+        sed -e "s/@STEPS@/$STEPS/; s/@STEP_S@/$STEP_S/; s/@SIZE_MB@/$SIZE_MB/" "$top/tests/e2e/user-data.in" \
+                >"$W/seed$n/user-data"
+        cp "$W/seed$n/user-data" "$d/user-data"
+        cloud-localds "$W/seed$n.iso" "$W/seed$n/user-data" "$W/seed$n/meta-data"
+        BOOT_T0=$(now)
+        qemu-system-x86_64 "${ACCEL_ARGS[@]}" -machine pc -m "$MEM" -smp "$SMP" \
+                -nodefaults -display none -monitor none -no-reboot "${SMBIOS[@]}" \
+                -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND loglevel=4" \
+                -drive "file=$W/disk$n.raw,format=raw,if=virtio,cache=unsafe" \
+                -drive "file=$W/seed$n.iso,format=raw,if=virtio,readonly=on" \
+                -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile= \
+                -device virtio-rng-pci \
+                -virtfs "local,path=$STORE,mount_tag=store,security_model=none,id=store" \
+                -virtfs "local,path=$d/guest,mount_tag=e2e,security_model=none,id=e2e" \
+                -serial "file:$d/serial.log" >"$d/qemu.log" 2>&1 &
+        QPID=$!
+        log "boot $n: qemu pid $QPID (accel=$ACCEL smp=$SMP mem=$MEM)"
+}
+
+# last_status N EXPR: evaluate EXPR (python, on s = the newest status --json capture) -> stdout
+last_status() {
+        $PY - "$E2E_OUT/boot$1/guest/status.jsonl" "$2" <<'EOF' 2>/dev/null || true
+import json, sys
+s = None
+try:
+    for line in open(sys.argv[1]):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r.get("status"), dict):
+            s = r["status"]
+except OSError:
+    pass
+if s is not None:
+    print(eval(sys.argv[2]))
+EOF
+}
+
+# status_is N EXPR VALUE: the newest capture's EXPR is VALUE (re-read at every call)
+status_is() { test "$(last_status "$1" "$2")" = "$3"; }
+
+# wait_until DESC TIMEOUT CMD...: poll CMD every second; fails when qemu is gone or on timeout
+wait_until() {
+        local desc=$1 t=$2 end
+        shift 2
+        end=$(($(date +%s) + t))
+        while ! "$@"; do
+                kill -0 "$QPID" 2>/dev/null || { log "qemu exited while waiting for: $desc"; return 1; }
+                [ "$(date +%s)" -lt "$end" ] || { log "timed out (${t}s) waiting for: $desc"; return 1; }
+                sleep 1
+        done
+        log "  $desc after $(since "$BOOT_T0")s"
+}
+
+# wait_exit N: wait for qemu to exit by itself (KILLED=0) or kill it at BOOT_TIMEOUT (KILLED=1)
+wait_exit() {
+        local end=$(($(date +%s) + BOOT_TIMEOUT))
+        KILLED=0
+        while kill -0 "$QPID" 2>/dev/null; do
+                if [ "$(date +%s)" -ge "$end" ]; then
+                        log "boot $1: timed out after ${BOOT_TIMEOUT}s, killing qemu"
+                        kill -KILL "$QPID"
+                        KILLED=1
+                        break
+                fi
+                sleep 1
+        done
+        wait "$QPID" 2>/dev/null || true
+        QPID=
+}
+
+# journal_from_disk N: this boot's persistent journal, read out of the powered-off image
+journal_from_disk() {
+        local n=$1 d=$E2E_OUT/boot$1
+        rm -rf "$W/jx$n"
+        mkdir -p "$W/jx$n"
+        debugfs -R "rdump /var/log/journal $W/jx$n" "$W/disk$n.raw" >/dev/null 2>&1 || true
+        journalctl -D "$W/jx$n/journal" -o json --no-pager >"$d/journal.json" 2>/dev/null || true
+        SYSTEMD_COLORS=0 journalctl -D "$W/jx$n/journal" -o short-monotonic --no-pager >"$d/journal.txt" 2>/dev/null || true
+}
+
+run_checks() {
+        local n=$1
+        shift
+        if $PY "$top/tests/e2e/vm-checks.py" --boot "$n" "$@" >"$E2E_OUT/boot$n/checks.txt"; then
+                RESULT[$n]=pass
+        else
+                RESULT[$n]=FAIL
+        fi
+        sed 's/^/  /' "$E2E_OUT/boot$n/checks.txt" | grep -v '^  SAVED_STEP=' | tee -a "$E2E_OUT/summary.txt"
+}
+
+declare -A RESULT=()
+SAVED_STEP=
+for n in $BOOTS; do
+        d=$E2E_OUT/boot$n
+        curl -sf -X POST "$FC/_fake/reset" >/dev/null
+        boot_start "$n"
+        case $n in
+        1)
+                ok=1
+                wait_until "trainsupd phase running" 300 status_is 1 's["phase"]' running || ok=0
+                [ $ok = 1 ] && { wait_until "first background snapshot committed" 120 \
+                        status_is 1 's["last_snapshot"] is not None' True || ok=0; }
+                if [ $ok = 1 ]; then
+                        curl -sf -X POST "$FC/_fake/notice?cloud=aws&kind=spot-interruption&in_s=120" \
+                                >"$d/notice.json"
+                        log "  fake cloud posted an AWS spot interruption (120 s) at $(since "$BOOT_T0")s"
+                        wait_until "phase drained" 150 status_is 1 's["phase"]' drained || ok=0
+                fi
+                sleep 3   # let the journal stream and one more status capture reach the share
+                kill -KILL "$QPID" 2>/dev/null || true
+                wait "$QPID" 2>/dev/null || true
+                QPID=
+                log "boot 1: qemu killed hard after $(since "$BOOT_T0")s"
+                cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+                run_checks 1 --journal "$d/journal.json" --status "$d/guest/status.jsonl" \
+                        --serial "$d/serial.log" --store "$STORE" --killed
+                SAVED_STEP=$(sed -n 's/^SAVED_STEP=//p' "$d/checks.txt")
+                [ $ok = 1 ] || RESULT[1]=FAIL
+                ;;
+        *)
+                wait_exit "$n"
+                log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
+                journal_from_disk "$n"
+                kflag=()
+                [ "$KILLED" = 1 ] && kflag=(--killed)
+                # the streamed journal stops at the shutdown; the one on the disk is complete
+                [ -s "$d/journal.json" ] || cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+                run_checks "$n" --journal "$d/journal.json" --status "$d/guest/status.jsonl" \
+                        --serial "$d/serial.log" --store "$STORE" ${SAVED_STEP:+--saved-step "$SAVED_STEP"} "${kflag[@]}"
+                ;;
+        esac
+        cp "$d/guest/status.jsonl" "$d/status.jsonl" 2>/dev/null || true
+        # the newest capture while the daemon answered (the very last ones may be from the shutdown)
+        last_status "$n" 'json.dumps(s, indent=2)' >"$d/status-last.json"
+        [ "$KEEP_DISKS" = 1 ] || rm -f "$W/disk$n.raw"
+done
+
+(cd "$STORE" && find . -printf '%M %10s %TY-%Tm-%Td %TT %p\n' | sort -k5) >"$E2E_OUT/store.txt"
+curl -sf "$FC/_fake/state" >"$E2E_OUT/fakecloud-state.json" || true
+fail=0
+for n in $BOOTS; do
+        log "boot $n: ${RESULT[$n]:-FAIL}"
+        [ "${RESULT[$n]:-FAIL}" = pass ] || fail=1
+done
+log "total $(since "$T0")s; evidence in $E2E_OUT"
+if [ $fail = 0 ]; then log "check-vm: PASS"; else log "check-vm: FAIL"; exit 1; fi
