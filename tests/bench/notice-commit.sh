@@ -35,16 +35,11 @@
 # of CPU in os.urandom during the save.
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${TRAINSUPD:-$top/build/daemon/trainsupd}
-[ -x "$bin" ] || bin=$top/daemon/trainsupd
-[ -x "$bin" ] || { echo "build first (scripts/test.sh or make), or set TRAINSUPD" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
 export TRAINSUPD=$bin TOP_SRCDIR=$top PYTHON=${PYTHON:-/usr/bin/python3}
 REPS=${REPS:-3}
 SCALE=${BENCH_SCALE:-full}
-for c in /usr/bin/aws curl; do
-        command -v "$c" >/dev/null || { echo "$c is needed (apt-get install awscli curl)" >&2; exit 1; }
-done
+bench_need "apt-get install awscli curl" /usr/bin/aws curl
 # Memstore RAM: one run's data at a time (each run's prefix is deleted and garbage-collected).
 if [ "$SCALE" = small ]; then div=16; RGW_MEMSTORE_MB=${RGW_MEMSTORE_MB:-2048}; else div=1; RGW_MEMSTORE_MB=${RGW_MEMSTORE_MB:-6144}; fi
 export RGW_MEMSTORE_MB

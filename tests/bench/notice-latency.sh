@@ -9,10 +9,7 @@
 #   (after a build; TRAINSUPD=path overrides the binary; measure a build without sanitizers)
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${TRAINSUPD:-$top/build/daemon/trainsupd}
-[ -x "$bin" ] || bin=$top/daemon/trainsupd
-[ -x "$bin" ] || { echo "build first (scripts/test.sh or make), or set TRAINSUPD" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
 python=${PYTHON:-/usr/bin/python3}
 command -v curl >/dev/null || { echo "curl is needed for the shell-loop comparison" >&2; exit 1; }
 

@@ -23,16 +23,11 @@
 #              --multi-thread-streams 4 for downloads of files ≥ 250 MiB)
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${TRAINSUPD:-$top/build/daemon/trainsupd}
-[ -x "$bin" ] || bin=$top/daemon/trainsupd
-[ -x "$bin" ] || { echo "build first (scripts/test.sh or make), or set TRAINSUPD" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
 export TRAINSUPD=$bin TOP_SRCDIR=$top PYTHON=${PYTHON:-/usr/bin/python3}
 REPS=${REPS:-3}
 SCALE=${BENCH_SCALE:-full}
-for c in /usr/bin/aws rclone /usr/bin/time; do
-        command -v "$c" >/dev/null || { echo "$c is needed (apt-get install awscli rclone time)" >&2; exit 1; }
-done
+bench_need "apt-get install awscli rclone time" /usr/bin/aws rclone /usr/bin/time
 
 # RAM for the memstore OSD: the largest moment holds three 1 GiB uploads plus one in flight;
 # deleted objects are garbage-collected at once (radosgw-admin gc process) after each run.
