@@ -10,6 +10,7 @@
 #include "az-request.h"
 #include "cloud.h"
 #include "http.h"
+#include "storage.h"
 
 bool az_account_name_is_valid(const char *a) {
         size_t n = a ? strlen(a) : 0;
@@ -59,8 +60,8 @@ static bool az_prefix_is_valid(const char *p) {
 
 int az_location_parse(const char *location, char **ret_account, char **ret_container, char **ret_prefix) {
         _cleanup_free_ char *account = NULL, *container = NULL, *prefix = NULL;
-        const char *s1 = strchr(location, '/'), *s2, *rest;
-        size_t plen;
+        const char *s1 = strchr(location, '/'), *s2;
+        int r;
 
         if (!s1)
                 return -EINVAL;
@@ -71,17 +72,9 @@ int az_location_parse(const char *location, char **ret_account, char **ret_conta
                 return -ENOMEM;
         if (!az_account_name_is_valid(account) || !az_container_name_is_valid(container))
                 return -EINVAL;
-        rest = s2 ? s2 + 1 : "";
-        plen = strlen(rest);
-        if (plen > 512 || !az_prefix_is_valid(rest))
-                return -EINVAL;
-        prefix = malloc(plen + 2);
-        if (!prefix)
-                return -ENOMEM;
-        memcpy(prefix, rest, plen);
-        if (plen > 0 && prefix[plen - 1] != '/')
-                prefix[plen++] = '/';
-        prefix[plen] = 0;
+        r = store_url_prefix(s2 ? s2 + 1 : "", az_prefix_is_valid, &prefix);
+        if (r < 0)
+                return r;
         *ret_account = TAKE_PTR(account);
         *ret_container = TAKE_PTR(container);
         *ret_prefix = TAKE_PTR(prefix);
@@ -89,13 +82,9 @@ int az_location_parse(const char *location, char **ret_account, char **ret_conta
 }
 
 int az_endpoint_check(const char *endpoint) {
-        const char *host;
+        const char *host = store_endpoint_host(endpoint);
 
-        if (strneq(endpoint, "http://", 7))
-                host = endpoint + 7;
-        else if (strneq(endpoint, "https://", 8))
-                host = endpoint + 8;
-        else
+        if (!host)
                 return -EINVAL;
         if (!*host || *host == '/' || strpbrk(host, "?#@ \t\r\n%"))
                 return -EINVAL;

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "s3-request.h"
 #include "sha256.h"
+#include "storage.h"
 
 #define S3_ESCAPE_KEY_SAFE "/"
 
@@ -54,40 +55,34 @@ static bool s3_prefix_is_valid(const char *p) {
         return true;
 }
 
-int s3_location_parse(const char *location, char **ret_bucket, char **ret_prefix) {
+/* "BUCKET[/PREFIX]", the bucket accepted by bucket_valid. */
+static int bucket_location_parse(const char *location, bool (*bucket_valid)(const char *), char **ret_bucket,
+                                 char **ret_prefix) {
         _cleanup_free_ char *bucket = NULL, *prefix = NULL;
         const char *slash = strchr(location, '/');
-        size_t plen;
+        int r;
 
         bucket = slash ? strndup(location, (size_t) (slash - location)) : strdup(location);
         if (!bucket)
                 return -ENOMEM;
-        if (!s3_bucket_name_is_valid(bucket))
+        if (!bucket_valid(bucket))
                 return -EINVAL;
-        slash = slash ? slash + 1 : "";
-        plen = strlen(slash);
-        if (plen > 512 || !s3_prefix_is_valid(slash))
-                return -EINVAL;
-        prefix = malloc(plen + 2);
-        if (!prefix)
-                return -ENOMEM;
-        memcpy(prefix, slash, plen);
-        if (plen > 0 && prefix[plen - 1] != '/')
-                prefix[plen++] = '/';
-        prefix[plen] = 0;
+        r = store_url_prefix(slash ? slash + 1 : "", s3_prefix_is_valid, &prefix);
+        if (r < 0)
+                return r;
         *ret_bucket = TAKE_PTR(bucket);
         *ret_prefix = TAKE_PTR(prefix);
         return 0;
 }
 
-int s3_endpoint_check(const char *endpoint) {
-        const char *host;
+int s3_location_parse(const char *location, char **ret_bucket, char **ret_prefix) {
+        return bucket_location_parse(location, s3_bucket_name_is_valid, ret_bucket, ret_prefix);
+}
 
-        if (strneq(endpoint, "http://", 7))
-                host = endpoint + 7;
-        else if (strneq(endpoint, "https://", 8))
-                host = endpoint + 8;
-        else
+int s3_endpoint_check(const char *endpoint) {
+        const char *host = store_endpoint_host(endpoint);
+
+        if (!host)
                 return -EINVAL;
         if (!*host || *host == '/' || strpbrk(host, "?#@ \t\r\n"))
                 return -EINVAL;
@@ -664,29 +659,7 @@ bool gs_bucket_name_is_valid(const char *b) {
 }
 
 int gs_location_parse(const char *location, char **ret_bucket, char **ret_prefix) {
-        _cleanup_free_ char *bucket = NULL, *prefix = NULL;
-        const char *slash = strchr(location, '/');
-        size_t plen;
-
-        bucket = slash ? strndup(location, (size_t) (slash - location)) : strdup(location);
-        if (!bucket)
-                return -ENOMEM;
-        if (!gs_bucket_name_is_valid(bucket))
-                return -EINVAL;
-        slash = slash ? slash + 1 : "";
-        plen = strlen(slash);
-        if (plen > 512 || !s3_prefix_is_valid(slash))
-                return -EINVAL;
-        prefix = malloc(plen + 2);
-        if (!prefix)
-                return -ENOMEM;
-        memcpy(prefix, slash, plen);
-        if (plen > 0 && prefix[plen - 1] != '/')
-                prefix[plen++] = '/';
-        prefix[plen] = 0;
-        *ret_bucket = TAKE_PTR(bucket);
-        *ret_prefix = TAKE_PTR(prefix);
-        return 0;
+        return bucket_location_parse(location, gs_bucket_name_is_valid, ret_bucket, ret_prefix);
 }
 
 int gs_url(const char *endpoint, const char *bucket, const char *key, const char *query, char **ret) {

@@ -118,3 +118,28 @@ void store_report_progress(Store *s, uint64_t bytes) {
         if (s->progress)
                 s->progress(s, bytes, s->progress_userdata);
 }
+
+int store_url_prefix(const char *rest, bool (*valid)(const char *), char **ret) {
+        size_t len = strlen(rest);
+        char *prefix;
+
+        if (len > 512 || !valid(rest))
+                return -EINVAL;
+        prefix = malloc(len + 2);
+        if (!prefix)
+                return -ENOMEM;
+        memcpy(prefix, rest, len);
+        if (len > 0 && prefix[len - 1] != '/')
+                prefix[len++] = '/';
+        prefix[len] = 0;
+        *ret = prefix;
+        return 0;
+}
+
+const char *store_endpoint_host(const char *endpoint) {
+        if (strneq(endpoint, "http://", 7))
+                return endpoint + 7;
+        if (strneq(endpoint, "https://", 8))
+                return endpoint + 8;
+        return NULL;
+}

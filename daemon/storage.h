@@ -143,5 +143,11 @@ uint64_t store_part_size(const Store *s, uint64_t size);
 
 bool store_key_is_valid(const char *key);
 
+/* The prefix part of a store URL (what follows the bucket or container: "", "a/b", "a/b/"): at
+ * most 512 bytes and accepted by valid; returned with a trailing '/' unless empty. -EINVAL. */
+int store_url_prefix(const char *rest, bool (*valid)(const char *), char **ret);
+/* What follows "http://" or "https://" in an endpoint URL; NULL for any other scheme. */
+const char *store_endpoint_host(const char *endpoint);
+
 /* Called by backends as bytes move. */
 void store_report_progress(Store *s, uint64_t bytes);
