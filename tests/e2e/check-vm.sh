@@ -3,7 +3,7 @@
 #
 # Bakes the guest with scripts/bake-image.sh (Debian bookworm, systemd, cloud-init, trainsupd
 # installed with `make install` and enabled; the test adds scripts/demo-train and its observer
-# tests/e2e/guest/e2e-watch), then boots it three times, each time a fresh copy of the image
+# tests/e2e/guest/e2e-watch), then boots it five times, each time a fresh copy of the image
 # with a NoCloud seed (tests/e2e/user-data.in: writes /etc/trainsupd/trainsupd.json, enables and
 # starts the unit). The guest sees
 #   - http://169.254.169.254 = scripts/fakecloud on the host (qemu user-net guestfwd, socat);
@@ -14,13 +14,24 @@
 #   Boot 2: restore, resume from the saved step, complete, completion marker, power-off through
 #           logind: qemu exits by itself.
 #   Boot 3: completion marker found: power-off at once, the task is never started.
+#   Boots 4 and 5 use a store of their own (E2E_WORK/store4, store5: a fresh job, no marker):
+#   Boot 4: after the first background snapshot the host sends system_powerdown on qemu's QMP
+#           socket (an ACPI power-button press: GCE's preemption); logind powers off, the daemon's
+#           delay inhibitor gives it a last-chance round (notice kind "shutdown"); qemu exits by
+#           itself. The committed snapshot must hold the step of the task's last checkpoint.
+#   Boot 5: after the first background snapshot the host drops "restart-request" on the e2e
+#           share; e2e-watch runs `systemctl restart trainsupd.service` in the guest. The task's
+#           transient unit must keep running (same PID and invocation), be adopted by the new
+#           daemon (task-started ADOPTED=1, never started twice) and complete; power-off.
 # Evidence in E2E_OUT (default tests/e2e/out): bootN/{journal.json, status.jsonl, serial.log,
-# checks.txt, qemu.log}, fakecloud.log, store.txt, summary.txt.
+# checks.txt, qemu.log}, fakecloud.log, store.txt, summary.txt; boot4/qmp-powerdown.json,
+# boot5/restart-done.json, boot{4,5}/store.txt (their own stores).
 #
 # Environment: E2E_OUT, E2E_WORK [/var/tmp/trainsupd-check-vm] (image, disk copies: ~1 GB),
 # ACCEL [tcg] (kvm: -accel kvm -cpu host), SMP [2], MEM [1024], BOOT_TIMEOUT [360] per boot,
-# BOOTS ["1 2 3"], REBASE [0] (1: rebuild the Debian base of the image), SRC_REV [worktree],
-# STEPS [60] STEP_S [0.5] SIZE_MB [2] (the sample task), KEEP_DISKS [0].
+# BOOTS ["1 2 3 4 5"], REBASE [0] (1: rebuild the Debian base of the image), SRC_REV [worktree],
+# STEPS [60] STEP_S [0.5] SIZE_MB [2] (the sample task), KEEP_DISKS [0], POWERDOWN_TIMEOUT [120]
+# (boot 4: from system_powerdown to qemu's exit).
 # Needs root (mmdebstrap, 9p with security_model=none) and the host packages below.
 set -euo pipefail
 
@@ -31,7 +42,7 @@ ACCEL=${ACCEL:-tcg}
 SMP=${SMP:-2}
 MEM=${MEM:-1024}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-360}
-BOOTS=${BOOTS-1 2 3}
+BOOTS=${BOOTS-1 2 3 4 5}
 STEPS=${STEPS:-60}
 STEP_S=${STEP_S:-0.5}
 SIZE_MB=${SIZE_MB:-2}
@@ -74,8 +85,10 @@ log "image baked in $(since "$TB")s"
 
 # ------------------------------------------------------------------ the fake cloud and the store
 STORE=$W/store
-rm -rf "$STORE" "$W/fc.port"
+rm -rf "$STORE" "$W"/store[0-9]* "$W/fc.port"
 mkdir -p "$STORE"
+# store_of N: the store a boot sees (boots 1-3 share one: they are one job's life)
+store_of() { if [ "$1" -ge 4 ]; then echo "$W/store$1"; else echo "$STORE"; fi; }
 QPID=""
 FCPID=""
 cleanup() {
@@ -112,20 +125,45 @@ boot_start() {
         sed -e "s/@STEPS@/$STEPS/; s/@STEP_S@/$STEP_S/; s/@SIZE_MB@/$SIZE_MB/" "$top/tests/e2e/user-data.in" \
                 >"$W/seed$n/user-data"
         cp "$W/seed$n/user-data" "$d/user-data"
+        BSTORE=$(store_of "$n")
+        mkdir -p "$BSTORE"
+        rm -f "$W/qmp$n.sock"
         cloud-localds "$W/seed$n.iso" "$W/seed$n/user-data" "$W/seed$n/meta-data"
         BOOT_T0=$(now)
         qemu-system-x86_64 "${ACCEL_ARGS[@]}" -machine pc -m "$MEM" -smp "$SMP" \
-                -nodefaults -display none -monitor none -no-reboot "${SMBIOS[@]}" \
+                -nodefaults -display none -monitor none -qmp "unix:$W/qmp$n.sock,server=on,wait=off" -no-reboot "${SMBIOS[@]}" \
                 -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND loglevel=4" \
                 -drive "file=$W/disk$n.raw,format=raw,if=virtio,cache=unsafe" \
                 -drive "file=$W/seed$n.iso,format=raw,if=virtio,readonly=on" \
                 -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile= \
                 -device virtio-rng-pci \
-                -virtfs "local,path=$STORE,mount_tag=store,security_model=none,id=store" \
+                -virtfs "local,path=$BSTORE,mount_tag=store,security_model=none,id=store" \
                 -virtfs "local,path=$d/guest,mount_tag=e2e,security_model=none,id=e2e" \
                 -serial "file:$d/serial.log" >"$d/qemu.log" 2>&1 &
         QPID=$!
         log "boot $n: qemu pid $QPID (accel=$ACCEL smp=$SMP mem=$MEM)"
+}
+
+# qmp N COMMAND: one QMP command on boot N's monitor socket; the reply on stdout
+qmp() {
+        $PY - "$W/qmp$1.sock" "$2" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            return r
+json.loads(f.readline())  # the greeting
+f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n"); f.flush(); reply()
+f.write(json.dumps({"execute": sys.argv[2]}) + "\n"); f.flush()
+r = reply()
+print(json.dumps(r))
+sys.exit(0 if "return" in r else 1)
+EOF
 }
 
 # last_status N EXPR: evaluate EXPR (python, on s = the newest status --json capture) -> stdout
@@ -231,6 +269,43 @@ for n in $BOOTS; do
                 SAVED_STEP=$(sed -n 's/^SAVED_STEP=//p' "$d/checks.txt")
                 [ $ok = 1 ] || RESULT[1]=FAIL
                 ;;
+        4 | 5)
+                ok=1
+                wait_until "trainsupd phase running" 300 status_is "$n" 's["phase"]' running || ok=0
+                [ $ok = 1 ] && { wait_until "first background snapshot committed" 120 \
+                        status_is "$n" 's["last_snapshot"] is not None' True || ok=0; }
+                if [ $ok = 1 ] && [ "$n" = 4 ]; then
+                        sleep 2   # a few more steps than the background snapshot holds
+                        if qmp 4 system_powerdown >"$d/qmp-powerdown.json"; then
+                                log "  system_powerdown (ACPI power button) sent on QMP at $(since "$BOOT_T0")s"
+                        else
+                                log "  system_powerdown on QMP failed: $(cat "$d/qmp-powerdown.json")"
+                                ok=0
+                        fi
+                elif [ $ok = 1 ]; then
+                        : >"$d/guest/restart-request"
+                        log "  restart request dropped on the e2e share at $(since "$BOOT_T0")s"
+                        wait_until "systemctl restart trainsupd done in the guest" 150 \
+                                test -s "$d/guest/restart-done.json" || ok=0
+                        cp "$d/guest/restart-done.json" "$d/restart-done.json" 2>/dev/null || true
+                fi
+                if [ $ok = 1 ] && [ "$n" = 4 ]; then
+                        # the inhibitor holds the shutdown at most 25 s: no need to wait BOOT_TIMEOUT
+                        BOOT_TIMEOUT=${POWERDOWN_TIMEOUT:-120} wait_exit "$n"
+                else
+                        [ $ok = 1 ] || log "boot $n: not driven to the end, waiting for qemu anyway"
+                        wait_exit "$n"
+                fi
+                log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
+                journal_from_disk "$n"
+                kflag=()
+                [ "$KILLED" = 1 ] && kflag=(--killed)
+                [ -s "$d/journal.json" ] || cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+                run_checks "$n" --journal "$d/journal.json" --status "$d/guest/status.jsonl" \
+                        --serial "$d/serial.log" --store "$(store_of "$n")" --restart "$d/guest/restart-done.json" \
+                        --steps "$STEPS" "${kflag[@]}"
+                [ $ok = 1 ] || RESULT[$n]=FAIL
+                ;;
         *)
                 wait_exit "$n"
                 log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
@@ -250,6 +325,10 @@ for n in $BOOTS; do
 done
 
 (cd "$STORE" && find . -printf '%M %10s %TY-%Tm-%Td %TT %p\n' | sort -k5) >"$E2E_OUT/store.txt"
+for n in $BOOTS; do
+        [ "$n" -ge 4 ] && [ -d "$W/store$n" ] || continue
+        (cd "$W/store$n" && find . -printf '%M %10s %TY-%Tm-%Td %TT %p\n' | sort -k5) >"$E2E_OUT/boot$n/store.txt"
+done
 curl -sf "$FC/_fake/state" >"$E2E_OUT/fakecloud-state.json" || true
 fail=0
 for n in $BOOTS; do

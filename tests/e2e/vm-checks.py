@@ -3,7 +3,11 @@
 lines, status.jsonl captures from e2e-watch, the serial log, the file:// store).
 
   vm-checks.py --boot N --journal J [--status S] [--serial LOG] [--store DIR] [--saved-step N]
-               [--killed]
+               [--killed] [--restart RESTART_JSON] [--steps N]
+
+Boots 1-3: one job's life (notice + hard kill, resume + complete, marker found). Boot 4: the
+ACPI power button (logind's shutdown, the daemon's last-chance round). Boot 5: `systemctl restart
+trainsupd` during the run (RESTART_JSON: what e2e-watch saw before and after the restart).
 
 Prints one "PASS: ..." / "FAIL: ..." line per check and, for boot 1, "SAVED_STEP=N" (the step
 of the checkpoint committed on the notice). Exit status 1 when any check failed.
@@ -89,6 +93,8 @@ def main():
     ap.add_argument("--store")
     ap.add_argument("--saved-step", type=int)
     ap.add_argument("--killed", action="store_true")
+    ap.add_argument("--restart")
+    ap.add_argument("--steps", type=int)
     a = ap.parse_args()
 
     recs = load_journal(a.journal)
@@ -99,11 +105,16 @@ def main():
     names = [r["TRAINSUPD_EVENT"] for r in ev]
     check("journal has records", len(recs) > 100, "%d records, %d trainsupd events" % (len(recs), len(ev)))
     started = events(recs, "started")
-    check("trainsupd started once", len(started) == 1, "%d started events" % len(started))
+    if a.boot == 5:
+        check("trainsupd started twice (boot, then the restart)", len(started) == 2, "%d started events" % len(started))
+    else:
+        check("trainsupd started once", len(started) == 1, "%d started events" % len(started))
     check("Type=notify unit reached active (systemd: trainsupd.service started, JOB_RESULT=done)",
           unit_started(recs))
     detected = [s["status"]["provider"] for s in st if isinstance(s.get("status"), dict)]
-    prov = [r.get("TRAINSUPD_PROVIDER") for r in events(recs, "started") + events(recs, "notice")] + detected
+    # the system's shutdown (boot 4) is a notice without a provider: it does not come from the cloud
+    prov = [r.get("TRAINSUPD_PROVIDER") for r in events(recs, "started") + events(recs, "notice")
+            if r.get("TRAINSUPD_NOTICE_KIND") != "shutdown"] + detected
     check("provider auto resolved to aws from the SMBIOS/DMI strings", prov and all(p == "aws" for p in prov),
           ",".join(sorted(set(p or "?" for p in prov))))
 
@@ -174,12 +185,133 @@ def main():
         check("the task was not started", "task-started" not in names and not tl, "%d task lines" % len(tl))
         check("power-off requested through logind",
               "poweroff" in names and any("System is powering down" in r.get("MESSAGE", "") for r in recs))
-    if a.boot in (2, 3):
+    elif a.boot == 4:
+        check_power_button(a, recs, ev, names, tl)
+    elif a.boot == 5:
+        check_restart(a, recs, ev, names, tl, st)
+    if a.boot in (2, 3, 4, 5):
         check("qemu exited by itself after the guest powered off ('reboot: Power down')",
               not a.killed and "reboot: Power down" in serial)
-    if a.store and a.boot >= 2:
+    if a.store and a.boot in (2, 3, 5):
         check("completion marker in the store", os.path.exists(os.path.join(a.store, JOB, "COMPLETED.json")))
+    if a.store and a.boot == 4:
+        check("no completion marker in the store (the job was interrupted)",
+              not os.path.exists(os.path.join(a.store, JOB, "COMPLETED.json")))
     return 0 if all(results) else 1
+
+
+def in_order(seq, want):
+    pos = 0
+    for w in want:
+        try:
+            pos = seq.index(w, pos) + 1
+        except ValueError:
+            return False
+    return True
+
+
+def snapshot_step(store, snap_id):
+    """The step in state.json of snapshot SNAP_ID in the file:// store (None when unreadable)."""
+    try:
+        with open(os.path.join(store, JOB, TASK, "manifests", snap_id + ".json")) as f:
+            man = json.load(f)
+        ent = [e for e in man["files"] if e["path"] == "state.json"][0]
+        with open(os.path.join(store, JOB, TASK, ent["object"])) as f:
+            return json.load(f)["step"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def check_power_button(a, recs, ev, names, tl):
+    """Boot 4: system_powerdown (ACPI power button) -> logind poweroff -> PrepareForShutdown."""
+    check("the task started fresh, once", names.count("task-started") == 1
+          and sum(1 for l in tl if l.startswith("starting fresh")) == 1)
+    key = [r for r in recs if r.get("SYSLOG_IDENTIFIER") == "systemd-logind"
+           and "Power key pressed" in r.get("MESSAGE", "")]
+    watch = [r for r in recs if r.get("SYSLOG_IDENTIFIER") == "systemd-logind"
+             and re.match(r"Watching system buttons on \S+ \(Power Button\)", r.get("MESSAGE", ""))]
+    check("logind watched the ACPI power button (the button and evdev modules are in the image)", watch,
+          watch and watch[0].get("MESSAGE", ""))
+    check("logind saw the power key ('Power key pressed')", key, key and key[0].get("MESSAGE", ""))
+    pre = events(recs, "snapshot-committed")
+    notice = events(recs, "notice")
+    check("a background snapshot was committed before the power button", pre and key and ts(pre[0]) < ts(key[0]))
+    check("the notice is the system's shutdown (NOTICE_KIND=shutdown, after the key)",
+          len(notice) == 1 and notice[0].get("TRAINSUPD_NOTICE_KIND") == "shutdown"
+          and key and ts(notice[0]) >= ts(key[0]),
+          "; ".join("%s %s" % (r.get("TRAINSUPD_NOTICE_KIND"), r.get("MESSAGE", "")) for r in notice))
+    if not notice:
+        check("shutdown -> checkpoint-requested -> checkpoint-settled -> snapshot-committed -> task-exited", False)
+        return
+    t0 = ts(notice[0])
+    after = [r for r in ev if ts(r) >= t0]
+    seq = [r["TRAINSUPD_EVENT"] for r in after]
+    check("shutdown -> checkpoint-requested -> checkpoint-settled -> snapshot-committed -> task-exited",
+          in_order(seq, ["notice", "checkpoint-requested", "checkpoint-settled", "snapshot-committed",
+                         "task-exited"]), " ".join(seq[:12]))
+    commits = [r for r in after if r["TRAINSUPD_EVENT"] == "snapshot-committed"]
+    dl = notice[0].get("TRAINSUPD_DEADLINE_USEC", "")
+    check("snapshot committed before the shutdown deadline",
+          commits and dl.isdigit() and int(dl) > ts(commits[0]),
+          commits and dl.isdigit() and "%.1f s after the notice, %.1f s before the deadline"
+          % ((ts(commits[0]) - t0) / 1e6, (int(dl) - ts(commits[0])) / 1e6))
+    # the daemon stopped the task; systemd's shutdown did not kill it before the commit
+    stopping = [r for r in recs if r.get("UNIT") == TASK_UNIT and r.get("MESSAGE", "").startswith("Stopping")]
+    check("the task's unit was stopped only after the commit (the inhibitor held the shutdown)",
+          commits and all(ts(r) >= ts(commits[0]) for r in stopping),
+          "%d 'Stopping' records" % len(stopping))
+    saved = [int(m.group(1)) for l in tl for m in [re.match(r"checkpoint at step (\d+)", l)] if m]
+    got = snapshot_step(a.store, commits[0].get("TRAINSUPD_SNAPSHOT", "")) if commits and a.store else None
+    bg = snapshot_step(a.store, pre[0].get("TRAINSUPD_SNAPSHOT", "")) if pre and a.store else None
+    check("the committed snapshot in the store holds the step of the task's last checkpoint",
+          saved and got is not None and got == saved[-1] and bg is not None and got > bg,
+          "snapshot %s: step %s (first background one: %s); the task printed checkpoints at %s"
+          % (commits and commits[0].get("TRAINSUPD_SNAPSHOT"), got, bg, saved))
+    check("the task did not complete", "done" not in tl and "completed" not in names)
+
+
+def check_restart(a, recs, ev, names, tl, st):
+    """Boot 5: `systemctl restart trainsupd` mid-run: the task's transient unit is adopted."""
+    try:
+        rs = json.load(open(a.restart))
+    except (OSError, ValueError, TypeError):
+        rs = None
+    check("the guest ran systemctl restart trainsupd.service (exit 0)", rs and rs.get("rc") == 0, rs and rs.get("rc"))
+    b, f = (rs or {}).get("before", {}), (rs or {}).get("after", {})
+    check("the daemon was really restarted (a new main PID)",
+          b.get("daemon_pid", "0") not in ("", "0") and f.get("daemon_pid", "0") not in ("", "0")
+          and b.get("daemon_pid") != f.get("daemon_pid"), "%s -> %s" % (b.get("daemon_pid"), f.get("daemon_pid")))
+    check("the task kept running through the restart (same PID, same unit invocation, active)",
+          b.get("task_pid", "0") not in ("", "0") and b.get("task_pid") == f.get("task_pid")
+          and b.get("task_invocation") and b.get("task_invocation") == f.get("task_invocation")
+          and b.get("task_state") == f.get("task_state") == "active",
+          "pid %s -> %s, invocation %s -> %s" % (b.get("task_pid"), f.get("task_pid"),
+                                                 (b.get("task_invocation") or "-")[:8], (f.get("task_invocation") or "-")[:8]))
+    pids = sorted(set(s.get("task_pid") for s in st if s.get("task_pid") not in (None, "", "0")))
+    check("every status capture saw one task PID", len(pids) == 1, ",".join(pids))
+    ts_ = events(recs, "task-started")
+    fresh = [r for r in ts_ if r.get("TRAINSUPD_ADOPTED") != "1"]
+    adopted = [r for r in ts_ if r.get("TRAINSUPD_ADOPTED") == "1"]
+    started = events(recs, "started")
+    check("started once, adopted once by the second daemon (no second task-started)",
+          len(fresh) == 1 and len(adopted) == 1 and len(started) == 2 and ts(adopted[0]) > ts(started[1]),
+          "; ".join(r.get("MESSAGE", "") for r in ts_))
+    check("the adopted task is the same process",
+          adopted and adopted[0].get("TRAINSUPD_PID") == b.get("task_pid") == fresh[0].get("TRAINSUPD_PID"),
+          adopted and "PID %s (first %s)" % (adopted[0].get("TRAINSUPD_PID"), fresh and fresh[0].get("TRAINSUPD_PID")))
+    check("nothing restored, the program started once",
+          "restore-done" not in names and sum(1 for l in tl if l.startswith("starting fresh")) == 1
+          and not any(l.startswith("resumed from") for l in tl))
+    steps = [int(m.group(1)) for l in tl for m in [re.match(r"step (\d+)$", l)] if m]
+    want = list(range(1, (a.steps or 0) + 1))
+    check("every step ran exactly once, in order", a.steps and steps == want,
+          "%d step lines, %s..%s" % (len(steps), steps[:1], steps[-1:]))
+    exits = events(recs, "task-exited")
+    check("the task completed (printed done, exited 0, one exit)", "done" in tl and len(exits) == 1
+          and exits[0].get("TRAINSUPD_EXIT_CODE") == "0", "; ".join(r.get("MESSAGE", "") for r in exits))
+    check("completed (final snapshot + completion marker)", "completed" in names)
+    check("power-off requested through logind",
+          "poweroff" in names and any("System is powering down" in r.get("MESSAGE", "") for r in recs))
 
 
 def dedup(seq):
