@@ -173,8 +173,12 @@ static void sync_on_done(SnapshotCreate *c, int error, const SnapshotSummary *in
                         s->want_run = true;
                         sync_schedule_retry(s);
                 }
-        } else if (message)
-                log_warning("%s", message);     /* committed; retention had a problem */
+        } else {
+                if (message)
+                        log_warning("%s", message);     /* committed; retention had a problem */
+                /* Waiters for this run that came after its commit. */
+                sync_answer(s, run, 0, &s->last, NULL);
+        }
         if (!committed)
                 sync_changed(s, false);
         sync_pump(s);
@@ -360,8 +364,10 @@ int task_sync_flush(TaskSync *s, bool urgent, bool force, TaskSyncFlushDone done
 
         if (s->n_waiters >= SYNC_WAITERS_MAX)
                 return -EBUSY;
-        if (!force && !s->run && s->has_last && s->watch && !sync_dir_changed_since(s, s->last_started)) {
-                /* Nothing new since the last commit started: that commit is the answer. */
+        if (!force && (!s->run || s->run_committed) && s->has_last && s->watch &&
+            !sync_dir_changed_since(s, s->last_started)) {
+                /* Nothing new since the last commit started (the run in flight may be past its
+                 * commit, in retention): that commit is the answer. */
                 w.min_run = 0;
                 s->waiters[s->n_waiters++] = w;
                 return sd_event_source_set_enabled(s->kick, SD_EVENT_ONESHOT);
