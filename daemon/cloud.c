@@ -183,7 +183,9 @@ static int cloud_watch_remember(CloudWatch *w, const char *channel, const Notice
         w->known_channels = c;
         w->known[w->n_known] = *n;
         w->known[w->n_known].provider = w->vtable->id;
-        w->known[w->n_known].received_at = now_usec(CLOCK_REALTIME);
+        /* The provider's own reading when it has one: its deadline may be counted from it. */
+        if (w->known[w->n_known].received_at == 0)
+                w->known[w->n_known].received_at = now_usec(CLOCK_REALTIME);
         w->known_channels[w->n_known] = (char *) channel;
         w->n_known++;
         return 0;
