@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <expat.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -514,156 +513,14 @@ int az_block_list_body(size_t n_blocks, char **ret) {
 
 /* ---- bounded XML walking ---- */
 
-typedef struct AzXml AzXml;
-typedef int (*AzXmlStart)(AzXml *x, const char *name);
-typedef int (*AzXmlEnd)(AzXml *x, const char *name, const char *text, size_t len, bool overflow);
+/* The walk (xml-walk.c), and an <Error> document as az_error_to_errno() of its Code. */
+static int az_xml_walk(XmlWalk *x, const char *xml, size_t len) {
+        int r;
 
-struct AzXml {
-        XML_Parser parser;
-        int error;
-        unsigned depth;
-        char path[AZ_XML_DEPTH_MAX + 1][32]; /* element names by depth (1-based), shortened */
-        char text[AZ_XML_TEXT_MAX + 1];
-        size_t text_len;
-        bool overflow;
-        AzXmlStart on_start;
-        AzXmlEnd on_end;
-        void *userdata;
-        char *code, *message;   /* of an <Error> document */
-};
-
-static void az_xml_fail(AzXml *x, int error) {
-        if (x->error == 0)
-                x->error = error;
-        (void) XML_StopParser(x->parser, XML_FALSE);
-}
-
-/* Is the element at depth d named name? */
-static bool az_xml_at(const AzXml *x, unsigned d, const char *name) {
-        return d >= 1 && d <= x->depth && streq(x->path[d], name);
-}
-
-static bool az_xml_is_error(const AzXml *x) {
-        return x->depth >= 1 && streq(x->path[1], "Error");
-}
-
-static void XMLCALL az_xml_on_start(void *userdata, const XML_Char *name, const XML_Char **attrs) {
-        AzXml *x = userdata;
-
-        if (x->error != 0)
-                return;
-        if (x->depth >= AZ_XML_DEPTH_MAX) {
-                az_xml_fail(x, -EBADMSG);
-                return;
-        }
-        x->depth++;
-        snprintf(x->path[x->depth], sizeof(x->path[x->depth]), "%s", name);
-        x->text_len = 0;
-        x->overflow = false;
-        if (x->on_start && !az_xml_is_error(x)) {
-                int r = x->on_start(x, name);
-                if (r < 0)
-                        az_xml_fail(x, r);
-        }
-}
-
-static int az_take(char **dst, const char *text, size_t len) {
-        char *c = strndup(text, len);
-
-        if (!c)
-                return -ENOMEM;
-        free(*dst);
-        *dst = c;
-        return 0;
-}
-
-static void XMLCALL az_xml_on_end(void *userdata, const XML_Char *name) {
-        AzXml *x = userdata;
-        int r = 0;
-
-        if (x->error != 0)
-                return;
-        x->text[x->text_len] = 0;
-        if (az_xml_is_error(x)) {
-                if (x->depth == 2 && streq(name, "Code"))
-                        r = x->overflow ? -EFBIG : az_take(&x->code, x->text, x->text_len);
-                else if (x->depth == 2 && streq(name, "Message"))
-                        r = az_take(&x->message, x->text, x->text_len); /* shortened is fine */
-        } else if (x->on_end)
-                r = x->on_end(x, name, x->text, x->text_len, x->overflow);
-        if (r < 0) {
-                az_xml_fail(x, r);
-                return;
-        }
-        x->text_len = 0;
-        x->overflow = false;
-        x->depth--;
-}
-
-static void XMLCALL az_xml_on_text(void *userdata, const XML_Char *s, int len) {
-        AzXml *x = userdata;
-        size_t n = (size_t) MAX(len, 0);
-
-        if (x->error != 0)
-                return;
-        if (x->text_len + n > AZ_XML_TEXT_MAX) {
-                x->overflow = true;
-                n = AZ_XML_TEXT_MAX - x->text_len;
-        }
-        memcpy(x->text + x->text_len, s, n);
-        x->text_len += n;
-}
-
-static void XMLCALL az_xml_on_doctype(void *userdata, const XML_Char *name, const XML_Char *sysid,
-                                      const XML_Char *pubid, int has_internal_subset) {
-        az_xml_fail(userdata, -EBADMSG); /* no DTD, hence no entity declarations at all */
-}
-
-static void XMLCALL az_xml_on_entity(void *userdata, const XML_Char *name, int pe, const XML_Char *value, int len,
-                                     const XML_Char *base, const XML_Char *sysid, const XML_Char *pubid,
-                                     const XML_Char *notation) {
-        az_xml_fail(userdata, -EBADMSG);
-}
-
-static int XMLCALL az_xml_on_external(XML_Parser p, const XML_Char *ctx, const XML_Char *base,
-                                      const XML_Char *sysid, const XML_Char *pubid) {
-        return XML_STATUS_ERROR;
-}
-
-static void az_xml_done(AzXml *x) {
-        if (x->parser)
-                XML_ParserFree(x->parser);
-        x->parser = NULL;
-        x->code = mfree(x->code);
-        x->message = mfree(x->message);
-}
-
-/* 0, the walk's error, or the mapped <Error>. Remembers the root's name in path[1]. */
-static int az_xml_walk(AzXml *x, const char *xml, size_t len, char root[static 32]) {
-        bool is_error;
-
-        root[0] = 0;
-        if (len > AZ_XML_MAX)
-                return -EFBIG;
-        x->parser = XML_ParserCreate("UTF-8");
-        if (!x->parser)
-                return -ENOMEM;
-        XML_SetUserData(x->parser, x);
-        XML_SetElementHandler(x->parser, az_xml_on_start, az_xml_on_end);
-        XML_SetCharacterDataHandler(x->parser, az_xml_on_text);
-        XML_SetStartDoctypeDeclHandler(x->parser, az_xml_on_doctype);
-        XML_SetEntityDeclHandler(x->parser, az_xml_on_entity);
-        XML_SetExternalEntityRefHandler(x->parser, az_xml_on_external);
-        (void) XML_SetParamEntityParsing(x->parser, XML_PARAM_ENTITY_PARSING_NEVER);
-        if (XML_Parse(x->parser, xml ?: "", (int) len, XML_TRUE) != XML_STATUS_OK && x->error == 0)
-                x->error = -EBADMSG;
-        if (x->error != 0)
-                return x->error;
-        memcpy(root, x->path[1], 32);
-        is_error = streq(root, "Error");
-        if (is_error)
-                return az_error_to_errno(x->code, 0);
-        return 0;
+        r = xml_walk_run(x, xml, len);
+        if (r < 0)
+                return r;
+        return xml_walk_is_error(x) ? az_error_to_errno(x->code, 0) : 0;
 }
 
 /* ---- List Blobs ---- */
@@ -693,13 +550,13 @@ static int az_parse_u64(const char *s, uint64_t *ret) {
 }
 
 /* EnumerationResults / Blobs / Blob / {Name, Properties / {Content-Length, Last-Modified}} */
-static int az_list_on_start(AzXml *x, const char *name) {
+static int az_list_on_start(XmlWalk *x, unsigned depth, const char *name) {
         AzListPage *p = x->userdata;
         AzBlob *b;
 
         if (x->depth == 1 && !streq(name, "EnumerationResults"))
                 return -EBADMSG;
-        if (x->depth != 3 || !streq(name, "Blob") || !az_xml_at(x, 2, "Blobs"))
+        if (x->depth != 3 || !streq(name, "Blob") || !xml_walk_at(x, 2, "Blobs"))
                 return 0;
         if (p->n_blobs >= AZ_LIST_PAGE_MAX)
                 return -EFBIG;
@@ -711,9 +568,10 @@ static int az_list_on_start(AzXml *x, const char *name) {
         return 0;
 }
 
-static int az_list_on_end(AzXml *x, const char *name, const char *text, size_t len, bool overflow) {
+static int az_list_on_end(XmlWalk *x, unsigned depth, const char *name, const char *text, size_t len,
+                          bool overflow) {
         AzListPage *p = x->userdata;
-        bool in_blob = x->depth >= 3 && az_xml_at(x, 2, "Blobs") && az_xml_at(x, 3, "Blob") && p->n_blobs > 0;
+        bool in_blob = x->depth >= 3 && xml_walk_at(x, 2, "Blobs") && xml_walk_at(x, 3, "Blob") && p->n_blobs > 0;
         AzBlob *b = in_blob ? &p->blobs[p->n_blobs - 1] : NULL;
 
         if (x->depth == 2 && streq(name, "NextMarker")) {
@@ -721,7 +579,7 @@ static int az_list_on_end(AzXml *x, const char *name, const char *text, size_t l
                         return -EFBIG;
                 if (len == 0)
                         return 0;
-                return az_take(&p->next_marker, text, len);
+                return xml_walk_take(&p->next_marker, text, len);
         }
         if (!b)
                 return 0;
@@ -732,9 +590,9 @@ static int az_list_on_end(AzXml *x, const char *name, const char *text, size_t l
                         return -EFBIG;
                 if (len == 0 || memchr(text, 0, len))
                         return -EBADMSG;
-                return az_take(&b->name, text, len);
+                return xml_walk_take(&b->name, text, len);
         }
-        if (x->depth == 5 && az_xml_at(x, 4, "Properties")) {
+        if (x->depth == 5 && xml_walk_at(x, 4, "Properties")) {
                 if (streq(name, "Content-Length"))
                         return overflow ? -EBADMSG : az_parse_u64(text, &b->size);
                 if (streq(name, "Last-Modified") && (overflow || parse_http_date(text, &b->modified) < 0))
@@ -745,13 +603,12 @@ static int az_list_on_end(AzXml *x, const char *name, const char *text, size_t l
 
 int az_parse_list(const char *xml, size_t len, AzListPage *ret) {
         AzListPage p = {};
-        AzXml x = { .on_start = az_list_on_start, .on_end = az_list_on_end, .userdata = &p };
-        char root[32];
+        XmlWalk x = { .on_start = az_list_on_start, .on_end = az_list_on_end, .userdata = &p };
         int r;
 
-        r = az_xml_walk(&x, xml, len, root);
-        az_xml_done(&x);
-        if (r >= 0 && !streq(root, "EnumerationResults"))
+        r = az_xml_walk(&x, xml, len);
+        xml_walk_done(&x);
+        if (r >= 0 && !streq(xml_walk_root(&x), "EnumerationResults"))
                 r = -EBADMSG;
         if (r < 0) {
                 az_list_page_done(&p);
@@ -762,18 +619,17 @@ int az_parse_list(const char *xml, size_t len, AzListPage *ret) {
 }
 
 int az_parse_error(const char *xml, size_t len, char **ret_code, char **ret_message) {
-        AzXml x = {};
-        char root[32];
+        XmlWalk x = {};
         int r;
 
-        r = az_xml_walk(&x, xml, len, root);
-        if (x.error != 0 || !streq(root, "Error")) {
-                az_xml_done(&x);
+        r = az_xml_walk(&x, xml, len);
+        if (x.error != 0 || !xml_walk_is_error(&x)) {
+                xml_walk_done(&x);
                 return r < 0 ? r : -EBADMSG;
         }
         *ret_code = TAKE_PTR(x.code);
         *ret_message = TAKE_PTR(x.message);
-        az_xml_done(&x);
+        xml_walk_done(&x);
         return 0;
 }
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "xml-walk.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,9 +39,9 @@
  * after our own parameters; nothing is signed by us. */
 
 #define AZ_API_VERSION "2021-08-06"              /* ≥ 2017-11-09, which Bearer tokens need */
-#define AZ_XML_MAX (8U * 1024U * 1024U)          /* larger answers are refused (-EFBIG) */
-#define AZ_XML_DEPTH_MAX 16U                     /* deeper documents are refused (-EBADMSG) */
-#define AZ_XML_TEXT_MAX 4096U                    /* longest element text kept */
+#define AZ_XML_MAX XML_WALK_SIZE_MAX             /* larger answers are refused (-EFBIG) */
+#define AZ_XML_DEPTH_MAX XML_WALK_DEPTH_MAX      /* deeper documents are refused (-EBADMSG) */
+#define AZ_XML_TEXT_MAX XML_WALK_TEXT_MAX        /* longest element text kept */
 #define AZ_LIST_PAGE_MAX 10000U                  /* more <Blob>s in one page: -EFBIG */
 #define AZ_MAX_BLOCKS 50000U
 #define AZ_BLOCK_ID_SIZE 17U                     /* base64 of 12 bytes and a NUL */

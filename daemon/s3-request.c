@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <expat.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -7,6 +6,7 @@
 #include "s3-request.h"
 #include "sha256.h"
 #include "storage.h"
+#include "xml-walk.h"
 
 #define S3_ESCAPE_KEY_SAFE "/"
 
@@ -206,153 +206,18 @@ int s3_complete_body(char * const *etags, size_t n, char **ret) {
         return 0;
 }
 
-/* ---- bounded XML walking ---- */
+/* ---- XML answers ---- */
 
-typedef struct XmlWalk XmlWalk;
-typedef int (*XmlEnd)(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len);
-typedef int (*XmlStart)(XmlWalk *w, unsigned depth, const char *name);
+/* The walk (xml-walk.c), and an <Error> document as s3_error_to_errno() of its Code. An element
+ * text cut at XML_WALK_TEXT_MAX fails the walk down to the depth of keys and tokens. */
+static int s3_xml_walk(XmlWalk *w, const char *xml, size_t len) {
+        int r;
 
-struct XmlWalk {
-        XML_Parser parser;
-        int error;
-        unsigned depth;
-        char root[64];
-        char parent[64];        /* the element at depth 2 while inside it */
-        char text[S3_XML_TEXT_MAX + 1];
-        size_t text_len;
-        bool text_overflow;
-        XmlStart on_start;
-        XmlEnd on_end;
-        void *userdata;
-        /* <Error> documents */
-        char *code;
-        char *message;
-};
-
-static void xml_fail(XmlWalk *w, int error) {
-        if (w->error == 0)
-                w->error = error;
-        (void) XML_StopParser(w->parser, XML_FALSE);
-}
-
-static void XMLCALL xml_on_start(void *userdata, const XML_Char *name, const XML_Char **attrs) {
-        XmlWalk *w = userdata;
-
-        if (w->error != 0)
-                return;
-        if (++w->depth > S3_XML_DEPTH_MAX) {
-                xml_fail(w, -EBADMSG);
-                return;
-        }
-        if (w->depth == 1)
-                snprintf(w->root, sizeof(w->root), "%s", name);
-        else if (w->depth == 2)
-                snprintf(w->parent, sizeof(w->parent), "%s", name);
-        w->text_len = 0;
-        w->text_overflow = false;
-        if (w->on_start && !streq(w->root, "Error")) {
-                int r = w->on_start(w, w->depth, name);
-                if (r < 0)
-                        xml_fail(w, r);
-        }
-}
-
-static int xml_take(char **dst, const char *text, size_t len) {
-        char *c = strndup(text, len);
-
-        if (!c)
-                return -ENOMEM;
-        free(*dst);
-        *dst = c;
-        return 0;
-}
-
-static void XMLCALL xml_on_end(void *userdata, const XML_Char *name) {
-        XmlWalk *w = userdata;
-        int r = 0;
-
-        if (w->error != 0)
-                return;
-        w->text[w->text_len] = 0;
-        if (w->text_overflow && w->depth <= 3) {
-                xml_fail(w, -EFBIG);
-                return;
-        }
-        if (streq(w->root, "Error")) {
-                if (w->depth == 2 && streq(name, "Code"))
-                        r = xml_take(&w->code, w->text, w->text_len);
-                else if (w->depth == 2 && streq(name, "Message"))
-                        r = xml_take(&w->message, w->text, w->text_len);
-        } else if (w->on_end)
-                r = w->on_end(w, w->depth, name, w->text, w->text_len);
-        if (r < 0) {
-                xml_fail(w, r);
-                return;
-        }
-        w->text_len = 0;
-        w->depth--;
-}
-
-static void XMLCALL xml_on_text(void *userdata, const XML_Char *s, int len) {
-        XmlWalk *w = userdata;
-        size_t n = (size_t) MAX(len, 0);
-
-        if (w->error != 0)
-                return;
-        if (w->text_len + n > S3_XML_TEXT_MAX) {
-                w->text_overflow = true;
-                n = S3_XML_TEXT_MAX - w->text_len;
-        }
-        memcpy(w->text + w->text_len, s, n);
-        w->text_len += n;
-}
-
-static void XMLCALL xml_on_doctype(void *userdata, const XML_Char *name, const XML_Char *sysid, const XML_Char *pubid,
-                                   int has_internal_subset) {
-        xml_fail(userdata, -EBADMSG); /* no DTDs, hence no entity declarations at all */
-}
-
-static void XMLCALL xml_on_entity(void *userdata, const XML_Char *name, int pe, const XML_Char *value, int len,
-                                  const XML_Char *base, const XML_Char *sysid, const XML_Char *pubid,
-                                  const XML_Char *notation) {
-        xml_fail(userdata, -EBADMSG);
-}
-
-static int XMLCALL xml_on_external(XML_Parser p, const XML_Char *ctx, const XML_Char *base, const XML_Char *sysid,
-                                   const XML_Char *pubid) {
-        return XML_STATUS_ERROR;
-}
-
-static void xml_walk_done(XmlWalk *w) {
-        if (w->parser)
-                XML_ParserFree(w->parser);
-        free(w->code);
-        free(w->message);
-}
-
-/* Returns 0, or the walk's error, or the mapped <Error>. w must be zeroed with the callbacks set. */
-static int xml_walk(XmlWalk *w, const char *xml, size_t len) {
-        if (len > S3_XML_MAX)
-                return -EFBIG;
-        if (len > INT32_MAX)
-                return -EFBIG;
-        w->parser = XML_ParserCreate("UTF-8");
-        if (!w->parser)
-                return -ENOMEM;
-        XML_SetUserData(w->parser, w);
-        XML_SetElementHandler(w->parser, xml_on_start, xml_on_end);
-        XML_SetCharacterDataHandler(w->parser, xml_on_text);
-        XML_SetStartDoctypeDeclHandler(w->parser, xml_on_doctype);
-        XML_SetEntityDeclHandler(w->parser, xml_on_entity);
-        XML_SetExternalEntityRefHandler(w->parser, xml_on_external);
-        (void) XML_SetParamEntityParsing(w->parser, XML_PARAM_ENTITY_PARSING_NEVER);
-        if (XML_Parse(w->parser, xml ?: "", (int) len, XML_TRUE) != XML_STATUS_OK && w->error == 0)
-                w->error = -EBADMSG;
-        if (w->error != 0)
-                return w->error;
-        if (streq(w->root, "Error"))
-                return s3_error_to_errno(w->code, 0);
-        return 0;
+        w->overflow_fails_to_depth = 3;
+        r = xml_walk_run(w, xml, len);
+        if (r < 0)
+                return r;
+        return xml_walk_is_error(w) ? s3_error_to_errno(w->code, 0) : 0;
 }
 
 /* ---- ListObjectsV2 ---- */
@@ -395,7 +260,8 @@ static int list_on_start(XmlWalk *w, unsigned depth, const char *name) {
         return 0;
 }
 
-static int list_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+static int list_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
+                  bool overflow) {
         S3ListPage *p = w->userdata;
         S3Object *o;
 
@@ -404,19 +270,19 @@ static int list_on_end(XmlWalk *w, unsigned depth, const char *name, const char 
         if (depth == 2 && streq(name, "IsTruncated"))
                 p->truncated = streq(text, "true");
         else if (depth == 2 && streq(name, "NextContinuationToken"))
-                return xml_take(&p->next_token, text, len);
+                return xml_walk_take(&p->next_token, text, len);
         else if (depth == 2 && streq(name, "Contents")) {
                 o = &p->objects[p->n_objects - 1];
                 if (!o->key || o->size == UINT64_MAX)
                         return -EBADMSG;
         }
-        if (depth != 3 || !streq(w->parent, "Contents") || p->n_objects == 0)
+        if (depth != 3 || !streq(w->path[2], "Contents") || p->n_objects == 0)
                 return 0;
         o = &p->objects[p->n_objects - 1];
         if (streq(name, "Key")) {
                 if (len == 0 || memchr(text, 0, len))
                         return -EBADMSG;
-                return xml_take(&o->key, text, len);
+                return xml_walk_take(&o->key, text, len);
         }
         if (streq(name, "Size"))
                 return parse_u64(text, &o->size);
@@ -430,9 +296,9 @@ int s3_parse_list(const char *xml, size_t len, S3ListPage *ret) {
         XmlWalk w = { .on_start = list_on_start, .on_end = list_on_end, .userdata = &p };
         int r;
 
-        r = xml_walk(&w, xml, len);
+        r = s3_xml_walk(&w, xml, len);
         xml_walk_done(&w);
-        if (r >= 0 && !streq(w.root, "ListBucketResult"))
+        if (r >= 0 && !streq(xml_walk_root(&w), "ListBucketResult"))
                 r = -EBADMSG;
         if (r >= 0 && p.truncated && !p.next_token)
                 r = -EBADMSG; /* would loop forever */
@@ -475,28 +341,30 @@ static int uploads_on_start(XmlWalk *w, unsigned depth, const char *name) {
         return 0;
 }
 
-static int uploads_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+static int uploads_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
+                  bool overflow) {
         S3UploadsPage *p = w->userdata;
         S3Upload *u;
 
         if (depth == 2 && streq(name, "IsTruncated"))
                 p->truncated = streq(text, "true");
         else if (depth == 2 && streq(name, "NextKeyMarker") && len > 0)
-                return xml_take(&p->next_key_marker, text, len);
+                return xml_walk_take(&p->next_key_marker, text, len);
         else if (depth == 2 && streq(name, "NextUploadIdMarker") && len > 0)
-                return xml_take(&p->next_upload_id_marker, text, len);
+                return xml_walk_take(&p->next_upload_id_marker, text, len);
         else if (depth == 2 && streq(name, "Upload")) {
                 u = &p->uploads[p->n_uploads - 1];
                 if (!u->key || !u->upload_id)
                         return -EBADMSG;
         }
-        if (depth != 3 || !streq(w->parent, "Upload") || p->n_uploads == 0)
+        if (depth != 3 || !streq(w->path[2], "Upload") || p->n_uploads == 0)
                 return 0;
         u = &p->uploads[p->n_uploads - 1];
         if (streq(name, "Key"))
-                return len == 0 || memchr(text, 0, len) ? -EBADMSG : xml_take(&u->key, text, len);
+                return len == 0 || memchr(text, 0, len) ? -EBADMSG : xml_walk_take(&u->key, text, len);
         if (streq(name, "UploadId"))
-                return len == 0 || len > 1024 || memchr(text, 0, len) ? -EBADMSG : xml_take(&u->upload_id, text, len);
+                return len == 0 || len > 1024 || memchr(text, 0, len) ? -EBADMSG
+                                                                       : xml_walk_take(&u->upload_id, text, len);
         if (streq(name, "Initiated") && parse_rfc3339(text, &u->initiated) < 0)
                 u->initiated = USEC_INFINITY;
         return 0;
@@ -507,9 +375,9 @@ int s3_parse_uploads(const char *xml, size_t len, S3UploadsPage *ret) {
         XmlWalk w = { .on_start = uploads_on_start, .on_end = uploads_on_end, .userdata = &p };
         int r;
 
-        r = xml_walk(&w, xml, len);
+        r = s3_xml_walk(&w, xml, len);
         xml_walk_done(&w);
-        if (r >= 0 && !streq(w.root, "ListMultipartUploadsResult"))
+        if (r >= 0 && !streq(xml_walk_root(&w), "ListMultipartUploadsResult"))
                 r = -EBADMSG;
         if (r >= 0 && p.truncated && !p.next_key_marker)
                 r = -EBADMSG; /* would loop forever */
@@ -523,13 +391,14 @@ int s3_parse_uploads(const char *xml, size_t len, S3UploadsPage *ret) {
 
 /* ---- multipart ---- */
 
-static int initiate_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len) {
+static int initiate_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
+                  bool overflow) {
         char **id = w->userdata;
 
         if (depth == 2 && streq(name, "UploadId")) {
                 if (len == 0 || len > 1024)
                         return -EBADMSG;
-                return xml_take(id, text, len);
+                return xml_walk_take(id, text, len);
         }
         return 0;
 }
@@ -539,11 +408,11 @@ int s3_parse_initiate(const char *xml, size_t len, char **ret_upload_id) {
         XmlWalk w = { .on_end = initiate_on_end, .userdata = &id };
         int r;
 
-        r = xml_walk(&w, xml, len);
+        r = s3_xml_walk(&w, xml, len);
         xml_walk_done(&w);
         if (r < 0)
                 return r;
-        if (!streq(w.root, "InitiateMultipartUploadResult") || !id)
+        if (!streq(xml_walk_root(&w), "InitiateMultipartUploadResult") || !id)
                 return -EBADMSG;
         *ret_upload_id = TAKE_PTR(id);
         return 0;
@@ -553,19 +422,19 @@ int s3_parse_complete(const char *xml, size_t len) {
         XmlWalk w = {};
         int r;
 
-        r = xml_walk(&w, xml, len);
+        r = s3_xml_walk(&w, xml, len);
         xml_walk_done(&w);
         if (r < 0)
                 return r;
-        return streq(w.root, "CompleteMultipartUploadResult") ? 0 : -EBADMSG;
+        return streq(xml_walk_root(&w), "CompleteMultipartUploadResult") ? 0 : -EBADMSG;
 }
 
 int s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_message) {
         XmlWalk w = {};
         int r;
 
-        r = xml_walk(&w, xml, len);
-        if (r == 0 || !streq(w.root, "Error")) {
+        r = s3_xml_walk(&w, xml, len);
+        if (r == 0 || !streq(xml_walk_root(&w), "Error")) {
                 xml_walk_done(&w);
                 return r < 0 ? r : -EBADMSG;
         }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "xml-walk.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,9 +17,9 @@
  * canonical: keys percent-encoded with uppercase hex (only A-Za-z0-9-._~/ raw), query parameters
  * sorted by name, every parameter written as "name=value" (also "uploads="). */
 
-#define S3_XML_MAX (8U * 1024U * 1024U)  /* larger answers are refused (-EFBIG) */
-#define S3_XML_DEPTH_MAX 16U              /* deeper documents are refused (-EBADMSG) */
-#define S3_XML_TEXT_MAX 4096U             /* longest element text kept (keys, tokens, messages) */
+#define S3_XML_MAX XML_WALK_SIZE_MAX          /* larger answers are refused (-EFBIG) */
+#define S3_XML_DEPTH_MAX XML_WALK_DEPTH_MAX    /* deeper documents are refused (-EBADMSG) */
+#define S3_XML_TEXT_MAX XML_WALK_TEXT_MAX      /* longest element text kept (keys, tokens, messages) */
 #define S3_LIST_PAGE_MAX 10000U           /* more <Contents> in one page: -EFBIG */
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
