@@ -200,7 +200,11 @@ static void docker_logs_on_done(HttpRequest *req, int error, void *userdata) {
                 docker_exit_finish(d);
                 return;
         }
-        /* The stream ends when the container stops; the wait tells. If it does not come, follow again. */
+        /* The stream ends when the container stops; the wait tells. If it does not come, the inspect
+         * decides: a stream that ended cleanly is not followed again (since= has a resolution of a
+         * second: the lines of the last one would come twice) unless the container still runs. */
+        if (error >= 0)
+                d->need_inspect = true;
         d->logs_failures++;
         docker_watch_retry(d, docker_backoff(d->logs_failures));
 }

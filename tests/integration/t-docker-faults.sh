@@ -14,7 +14,7 @@
 . "$TESTS_DIR/task-lib.sh"
 . "$TESTS_DIR/podman-lib.sh"
 
-plan 57
+plan 60
 
 CK=$T/ck
 mkdir -p "$CK"
@@ -241,5 +241,25 @@ if job_gone $JOB; then ok "... and removes the container"; else not_ok "... and 
 is "$(pm_job_count $JOB)" 0 "no second container was started"
 term_daemon
 is "$EXIT_CODE" 0 "SIGTERM: exit 0"
+
+# ================================================================ the log stream ends long before the wait answers
+# The container's output stream ends with the container; the wait's answer is held back 20 s. The
+# exit must come from the inspect, and the stream must not be followed again (since= counts whole
+# seconds: the lines of the last second would be delivered twice).
+JOB="f-latewait"
+proxy_start --stall-path '/containers/[^/]+/wait' --stall-s 20 --stall-count 1
+SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/latewait.json" $JOB "$(docker_task main "$QUITTABLE" "$NO_RESTART")"
+start_daemon_ready "$T/latewait.json"
+wait_out main '^ready$' 15
+touch "$CK/$JOB-main/quit"
+if wait_ev task-exited main 1 12; then
+        like "$(nth_ev task-exited main 1)" " EXIT_CODE=0 .*DECISION=completed " "the wait's answer held back: the exit is seen anyway (EXIT_CODE=0 completed)"
+else
+        not_ok "the wait's answer held back: the exit is seen anyway"; diag "$(log_tail)"
+fi
+is "$(n_out main '^bye$')" 1 "... the container's last line is delivered once"
+is "$(proxy_requests 'sum(1 for x in r if "/logs" in x["path"])')" 1 "... its output was followed once (no second logs request)"
+term_daemon
+proxy_stop
 
 is "$(sanitizer_report "$T"/daemon-*.log "$T/all-cmd.err")" "" "no sanitizer findings"
