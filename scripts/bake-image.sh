@@ -123,14 +123,6 @@ if [ "$REBASE" = 1 ] || [ ! -f "$B/.complete" ]; then
         chroot "$B" systemctl -q enable systemd-networkd
         chroot "$B" systemctl -q mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
                 fstrim.timer dpkg-db-backup.timer 2>/dev/null || true
-        # cloud-init: only the datasources wanted; networking is networkd's (above); no locale
-        # generation (locales are stripped) and no ssh host keys (no sshd in a minimal image)
-        cat >"$B/etc/cloud/cloud.cfg.d/90-trainsupd-image.cfg" <<EOF
-datasource_list: [ $DATASOURCES ]
-network: {config: disabled}
-locale: false
-ssh_genkeytypes: []
-EOF
         printf '9p\n9pnet_virtio\n' >"$B/etc/modules-load.d/9p.conf"   # file:// stores on a 9p share
         if [ "$SMALL_INITRD" = 1 ]; then
                 echo 'MODULES=list' >"$B/etc/initramfs-tools/conf.d/zz-small.conf"
@@ -163,6 +155,16 @@ cp -a "$B" "$R"
 rm -f "$R/.complete"
 make -C "$BUILD" install DESTDIR="$R" >>"$OUT/build.log" 2>&1 || die "make install failed (log: $OUT/build.log)"
 chroot "$R" journalctl --update-catalog
+# cloud-init: only the datasources wanted (written here, not in base/, so that changing
+# DATASOURCES needs no REBASE); networking is networkd's; no locale generation (locales are
+# stripped) and no ssh host keys (no sshd in a minimal image: "ssh_keys" given, and empty,
+# means none are generated; an empty ssh_genkeytypes would fail cloud-init's schema)
+cat >"$R/etc/cloud/cloud.cfg.d/90-trainsupd-image.cfg" <<EOF
+datasource_list: [ $DATASOURCES ]
+network: {config: disabled}
+locale: "false"   # a string: the schema wants one; "false" skips the module
+ssh_keys: {}
+EOF
 mkdir -p "$R/etc/systemd/system/trainsupd.service.d"
 cat >"$R/etc/systemd/system/trainsupd.service.d/10-image.conf" <<'EOF'
 # baked by scripts/bake-image.sh: the config comes with the instance (cloud-init user-data)

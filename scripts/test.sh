@@ -77,6 +77,28 @@ if step "build (warnings are errors)" build; then
         fi
 fi
 
+# The end-to-end check in a real systemd guest (tests/e2e/check-vm.sh: bakes the image, five boots
+# under qemu, ~6 minutes on 2 cores). Each check of each boot counts; CHECK_VM=0 skips it.
+check_vm() {
+        local out=$top/build/tests/e2e/out p f
+        log "check-vm (a real systemd guest under qemu; evidence in $out)"
+        E2E_OUT=$out bash "$top/tests/e2e/check-vm.sh" >"$top/build/check-vm.log" 2>&1
+        local rc=$?
+        if [ $rc = 77 ]; then echo "check-vm skipped: needs root"; return; fi
+        p=$(cat "$out"/boot*/checks.txt 2>/dev/null | grep -c '^PASS:')
+        f=$(cat "$out"/boot*/checks.txt 2>/dev/null | grep -c '^FAIL:')
+        passed=$((passed + p)); failed=$((failed + f))
+        grep -E '^\[check-vm|^  FAIL' "$top/build/check-vm.log" | grep -E 'boot [0-9]: (pass|FAIL)|FAIL|total|exposure'
+        if [ "$f" != 0 ] || [ $rc != 0 ]; then
+                [ "$f" != 0 ] || failed=$((failed + 1))
+                failures+=("check-vm: see build/check-vm.log and $out")
+                tail -30 "$top/build/check-vm.log"
+        fi
+}
+if [ "${QUICK:-0}" != 1 ] && [ "${CHECK_VM:-1}" != 0 ] && [ -d "$top/build" ]; then
+        check_vm
+fi
+
 log "summary"
 for f in "${failures[@]}"; do echo "failed: $f"; done
 echo "$passed passed, $failed failed"

@@ -2,13 +2,20 @@
 # check-vm.sh - trainsupd end to end in a real systemd guest under qemu (`make check-vm`).
 #
 # Bakes the guest with scripts/bake-image.sh (Debian bookworm, systemd, cloud-init, trainsupd
-# installed with `make install` and enabled; the test adds scripts/demo-train and its observer
-# tests/e2e/guest/e2e-watch), then boots it five times, each time a fresh copy of the image
-# with a NoCloud seed (tests/e2e/user-data.in: writes /etc/trainsupd/trainsupd.json, enables and
-# starts the unit). The guest sees
+# installed with `make install` and enabled, cloud-init with the NoCloud and Ec2 datasources; the
+# test adds scripts/demo-train and its observer tests/e2e/guest/e2e-watch), then boots it five
+# times, each time a fresh copy of the image. Each boot is one cloud's VM (VM_CLOUDS): its SMBIOS
+# strings make DMI look like that cloud, so both cloud-init and trainsupd's cloud.provider "auto"
+# find it. The user data (tests/e2e/user-data.in: writes /etc/trainsupd/trainsupd.json, enables
+# and starts the unit) reaches the guest
+#   - on aws: from the fake cloud's IMDS, read by cloud-init's own Ec2 datasource (IMDSv2 token,
+#     versioned meta-data, the identity document, user-data), no seed disk;
+#   - on gce and azure: from a NoCloud seed disk (cloud-init's GCE and Azure datasources need
+#     more than a metadata server: Azure's wireserver, GCE's guest agent).
+# The guest sees
 #   - http://169.254.169.254 = scripts/fakecloud on the host (qemu user-net guestfwd, socat);
-#   - SMBIOS strings of an EC2 instance, so cloud.provider "auto" resolves to aws from DMI;
 #   - a file:// store on the host's 9p share "store", and an evidence share "e2e".
+#   Boots 1-3 are AWS spot VMs (one job's life), boot 4 a GCE VM, boot 5 an Azure VM:
 #   Boot 1: restore nothing, start the task; after its first committed snapshot the fake cloud
 #           posts a spot interruption (120 s); phase drained; then qemu is killed (SIGKILL).
 #   Boot 2: restore, resume from the saved step, complete, completion marker, power-off through
@@ -24,12 +31,15 @@
 #           transient unit must keep running (same PID and invocation), be adopted by the new
 #           daemon (task-started ADOPTED=1, never started twice) and complete; power-off.
 # Evidence in E2E_OUT (default tests/e2e/out): bootN/{journal.json, status.jsonl, serial.log,
-# checks.txt, qemu.log}, fakecloud.log, store.txt, summary.txt; boot4/qmp-powerdown.json,
-# boot5/restart-done.json, boot{4,5}/store.txt (their own stores).
+# checks.txt, qemu.log, fakecloud.log (this boot's metadata requests), cloud-init-result.json,
+# cloud-init-schema.txt},
+# fakecloud.log, store.txt, summary.txt, security.txt (`systemd-analyze security` of the unit, in
+# boot 1); boot4/qmp-powerdown.json, boot5/restart-done.json, boot{4,5}/store.txt (their own stores).
 #
 # Environment: E2E_OUT, E2E_WORK [/var/tmp/trainsupd-check-vm] (image, disk copies: ~1 GB),
 # ACCEL [tcg] (kvm: -accel kvm -cpu host), SMP [2], MEM [1024], BOOT_TIMEOUT [360] per boot,
-# BOOTS ["1 2 3 4 5"], REBASE [0] (1: rebuild the Debian base of the image), SRC_REV [worktree],
+# BOOTS ["1 2 3 4 5"], VM_CLOUDS ["aws aws aws gce azure"] (boot N is the Nth word: aws, gce or
+# azure), AWS_SEED [imds] (nocloud: aws boots get a NoCloud seed too), REBASE [0] (1: rebuild the Debian base of the image), SRC_REV [worktree],
 # STEPS [60] STEP_S [0.5] SIZE_MB [2] (the sample task), KEEP_DISKS [0], POWERDOWN_TIMEOUT [120]
 # (boot 4: from system_powerdown to qemu's exit).
 # Needs root (mmdebstrap, 9p with security_model=none) and the host packages below.
@@ -43,6 +53,8 @@ SMP=${SMP:-2}
 MEM=${MEM:-1024}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-360}
 BOOTS=${BOOTS-1 2 3 4 5}
+VM_CLOUDS=${VM_CLOUDS:-aws aws aws gce azure}
+AWS_SEED=${AWS_SEED:-imds}
 STEPS=${STEPS:-60}
 STEP_S=${STEP_S:-0.5}
 SIZE_MB=${SIZE_MB:-2}
@@ -77,7 +89,7 @@ rm -rf "$W/overlay"
 install -D -m 0755 "$top/scripts/demo-train" "$W/overlay/usr/local/bin/demo-train"
 install -D -m 0755 "$top/tests/e2e/guest/e2e-watch" "$W/overlay/usr/local/sbin/e2e-watch"
 TB=$(now)
-OVERLAY=$W/overlay SRC="$top" ROOT_LOGIN=${ROOT_LOGIN:-1} "$top/scripts/bake-image.sh" "$W/image" 2>&1 | tee "$E2E_OUT/bake.log"
+OVERLAY=$W/overlay SRC="$top" DATASOURCES="NoCloud, Ec2, None" ROOT_LOGIN=${ROOT_LOGIN:-1} "$top/scripts/bake-image.sh" "$W/image" 2>&1 | tee "$E2E_OUT/bake.log"
 [ "${PIPESTATUS[0]}" = 0 ] || die "bake-image.sh failed"
 log "image baked in $(since "$TB")s"
 # shellcheck disable=SC1091
@@ -109,8 +121,25 @@ kvm) ACCEL_ARGS=(-accel kvm -cpu host) ;;
 tcg) ACCEL_ARGS=(-accel "tcg,thread=multi" -cpu max) ;;
 *) ACCEL_ARGS=(-accel "$ACCEL") ;;
 esac
-# what DMI says on an EC2 instance (sys_vendor, bios_vendor, product_uuid starting with ec2)
-SMBIOS=(-smbios "type=0,vendor=Amazon EC2" -smbios "type=1,manufacturer=Amazon EC2,product=g5.xlarge,uuid=ec2e1916-9099-7caf-fd21-012345abcdef,serial=ec2e1916-9099-7caf-fd21-012345abcdef")
+# cloud_of N: the cloud boot N's VM belongs to (the Nth word of VM_CLOUDS)
+cloud_of() {
+        local a
+        read -r -a a <<<"$VM_CLOUDS"
+        echo "${a[$(($1 - 1))]:-aws}"
+}
+# uses_seed N: does boot N get its user data from a NoCloud seed disk (else from the fake IMDS)?
+uses_seed() { [ "$(cloud_of "$1")" != aws ] || [ "$AWS_SEED" = nocloud ]; }
+# smbios_of CLOUD: what DMI says on that cloud's VMs
+smbios_of() {
+        case $1 in
+        # sys_vendor, bios_vendor; product_uuid = serial starting with ec2 (cloud-init's strict test)
+        aws) SMBIOS=(-smbios "type=0,vendor=Amazon EC2" -smbios "type=1,manufacturer=Amazon EC2,product=g5.xlarge,uuid=ec2e1916-9099-7caf-fd21-012345abcdef,serial=ec2e1916-9099-7caf-fd21-012345abcdef") ;;
+        gce) SMBIOS=(-smbios "type=0,vendor=Google" -smbios "type=1,manufacturer=Google,product=Google Compute Engine,serial=GoogleCloud-5C1D0E2E0B00740D") ;;
+        # every Azure VM carries this chassis asset tag
+        azure) SMBIOS=(-smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" -smbios "type=3,manufacturer=Microsoft Corporation,asset=7783-7084-3265-9085-8269-3286-77") ;;
+        *) die "unknown cloud '$1' in VM_CLOUDS" ;;
+        esac
+}
 # 169.254.169.254 must lie inside net=; cmd: runs one socat per connection. restrict=on: the
 # guest reaches nothing but the forwarded metadata address.
 NETDEV="user,id=n0,net=169.254.169.0/24,host=169.254.169.2,dns=169.254.169.3,dhcpstart=169.254.169.15,restrict=on"
@@ -118,30 +147,47 @@ NETDEV="$NETDEV,guestfwd=tcp:169.254.169.254:80-cmd:socat - TCP:127.0.0.1:$FC_PO
 
 # boot_start N: a fresh copy of the image, a new seed, qemu in the background (QPID)
 boot_start() {
-        local n=$1 d=$E2E_OUT/boot$1
+        local n=$1 d=$E2E_OUT/boot$1 cloud
+        cloud=$(cloud_of "$n")
         mkdir -p "$d/guest" "$W/seed$n"
         cp --sparse=always "$W/image/disk.raw" "$W/disk$n.raw"
-        printf 'instance-id: i-e2e-boot%s\nlocal-hostname: trainsupd-vm%s\n' "$n" "$n" >"$W/seed$n/meta-data"
         sed -e "s/@STEPS@/$STEPS/; s/@STEP_S@/$STEP_S/; s/@SIZE_MB@/$SIZE_MB/" "$top/tests/e2e/user-data.in" \
                 >"$W/seed$n/user-data"
         cp "$W/seed$n/user-data" "$d/user-data"
         BSTORE=$(store_of "$n")
         mkdir -p "$BSTORE"
-        rm -f "$W/qmp$n.sock"
-        cloud-localds "$W/seed$n.iso" "$W/seed$n/user-data" "$W/seed$n/meta-data"
+        rm -f "$W/qmp$n.sock" "$W/seed$n.iso"
+        SEED=()
+        if uses_seed "$n"; then
+                printf 'instance-id: i-e2e-boot%s\nlocal-hostname: trainsupd-vm%s\n' "$n" "$n" >"$W/seed$n/meta-data"
+                cloud-localds "$W/seed$n.iso" "$W/seed$n/user-data" "$W/seed$n/meta-data"
+                SEED=(-drive "file=$W/seed$n.iso,format=raw,if=virtio,readonly=on")
+        fi
+        # a new VM each boot: its own instance ID; on aws the user data is the instance's, in IMDS
+        curl -sf -X POST -H 'Content-Type: application/json' \
+                --data "{\"instance_id\": \"i-0e2e0000000b0$(printf %04x "$n")\", \"local_hostname\": \"trainsupd-vm$n\"}" \
+                "$FC/_fake/identity?cloud=aws" >/dev/null || die "fakecloud: setting the identity failed"
+        if uses_seed "$n"; then
+                curl -sf -X POST --data-binary '' "$FC/_fake/userdata?cloud=aws" >/dev/null
+        else
+                curl -sf -X POST --data-binary "@$W/seed$n/user-data" "$FC/_fake/userdata?cloud=aws" >/dev/null ||
+                        die "fakecloud: setting the user data failed"
+        fi
+        smbios_of "$cloud"
+        FC_LINE0=$(wc -l <"$E2E_OUT/fakecloud.log")
         BOOT_T0=$(now)
         qemu-system-x86_64 "${ACCEL_ARGS[@]}" -machine pc -m "$MEM" -smp "$SMP" \
                 -nodefaults -display none -monitor none -qmp "unix:$W/qmp$n.sock,server=on,wait=off" -no-reboot "${SMBIOS[@]}" \
                 -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND loglevel=4" \
                 -drive "file=$W/disk$n.raw,format=raw,if=virtio,cache=unsafe" \
-                -drive "file=$W/seed$n.iso,format=raw,if=virtio,readonly=on" \
-                -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile= \
+                "${SEED[@]}" \
+                -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
                 -device virtio-rng-pci \
                 -virtfs "local,path=$BSTORE,mount_tag=store,security_model=none,id=store" \
                 -virtfs "local,path=$d/guest,mount_tag=e2e,security_model=none,id=e2e" \
                 -serial "file:$d/serial.log" >"$d/qemu.log" 2>&1 &
         QPID=$!
-        log "boot $n: qemu pid $QPID (accel=$ACCEL smp=$SMP mem=$MEM)"
+        log "boot $n: qemu pid $QPID, a $cloud VM, user data from $(uses_seed "$n" && echo "a NoCloud seed" || echo "the fake IMDS") (accel=$ACCEL smp=$SMP mem=$MEM)"
 }
 
 # qmp N COMMAND: one QMP command on boot N's monitor socket; the reply on stdout
@@ -230,9 +276,15 @@ journal_from_disk() {
 }
 
 run_checks() {
-        local n=$1
+        local n=$1 d=$E2E_OUT/boot$1 seed=imds
         shift
-        if $PY "$top/tests/e2e/vm-checks.py" --boot "$n" "$@" >"$E2E_OUT/boot$n/checks.txt"; then
+        # this boot's metadata requests (the fake cloud's log since boot_start)
+        tail -n +"$((FC_LINE0 + 1))" "$E2E_OUT/fakecloud.log" >"$d/fakecloud.log"
+        cp "$d/guest/cloud-init-result.json" "$d/guest/cloud-init-schema.txt" "$d/" 2>/dev/null || true
+        uses_seed "$n" && seed=nocloud
+        if $PY "$top/tests/e2e/vm-checks.py" --boot "$n" --cloud "$(cloud_of "$n")" --seed "$seed" \
+                --fakecloud-log "$d/fakecloud.log" --cloud-init-result "$d/cloud-init-result.json" \
+                "$@" >"$d/checks.txt"; then
                 RESULT[$n]=pass
         else
                 RESULT[$n]=FAIL
@@ -253,9 +305,13 @@ for n in $BOOTS; do
                 [ $ok = 1 ] && { wait_until "first background snapshot committed" 120 \
                         status_is 1 's["last_snapshot"] is not None' True || ok=0; }
                 if [ $ok = 1 ]; then
-                        curl -sf -X POST "$FC/_fake/notice?cloud=aws&kind=spot-interruption&in_s=120" \
-                                >"$d/notice.json"
-                        log "  fake cloud posted an AWS spot interruption (120 s) at $(since "$BOOT_T0")s"
+                        case $(cloud_of 1) in
+                        aws) q="cloud=aws&kind=spot-interruption&in_s=120" ;;
+                        gce) q="cloud=gce&kind=preempt" ;;
+                        azure) q="cloud=azure&kind=preempt&in_s=30" ;;
+                        esac
+                        curl -sf -X POST "$FC/_fake/notice?$q" >"$d/notice.json"
+                        log "  fake cloud posted a $(cloud_of 1) preemption notice ($q) at $(since "$BOOT_T0")s"
                         wait_until "phase drained" 150 status_is 1 's["phase"]' drained || ok=0
                 fi
                 sleep 3   # let the journal stream and one more status capture reach the share
@@ -324,6 +380,8 @@ for n in $BOOTS; do
         [ "$KEEP_DISKS" = 1 ] || rm -f "$W/disk$n.raw"
 done
 
+cp "$E2E_OUT/boot1/guest/security.txt" "$E2E_OUT/security.txt" 2>/dev/null &&
+        log "$(grep -m1 'Overall exposure level' "$E2E_OUT/security.txt" | sed 's/\x1b\[[0-9;]*m//g')"
 (cd "$STORE" && find . -printf '%M %10s %TY-%Tm-%Td %TT %p\n' | sort -k5) >"$E2E_OUT/store.txt"
 for n in $BOOTS; do
         [ "$n" -ge 4 ] && [ -d "$W/store$n" ] || continue

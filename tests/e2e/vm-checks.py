@@ -2,12 +2,16 @@
 """vm-checks.py - check-vm's assertions on one boot's evidence (journal as `journalctl -o json`
 lines, status.jsonl captures from e2e-watch, the serial log, the file:// store).
 
-  vm-checks.py --boot N --journal J [--status S] [--serial LOG] [--store DIR] [--saved-step N]
-               [--killed] [--restart RESTART_JSON] [--steps N]
+  vm-checks.py --boot N --journal J [--cloud aws|gce|azure] [--seed imds|nocloud]
+               [--fakecloud-log LOG] [--cloud-init-result JSON] [--status S] [--serial LOG]
+               [--store DIR] [--saved-step N] [--killed] [--restart RESTART_JSON] [--steps N]
 
 Boots 1-3: one job's life (notice + hard kill, resume + complete, marker found). Boot 4: the
 ACPI power button (logind's shutdown, the daemon's last-chance round). Boot 5: `systemctl restart
 trainsupd` during the run (RESTART_JSON: what e2e-watch saw before and after the restart).
+CLOUD: whose VM the SMBIOS strings made it (provider "auto" must find it); SEED: where cloud-init
+got the user data (imds: its Ec2 datasource from the fake cloud, whose request log for this boot
+is LOG; nocloud: the seed disk).
 
 Prints one "PASS: ..." / "FAIL: ..." line per check and, for boot 1, "SAVED_STEP=N" (the step
 of the checkpoint committed on the notice). Exit status 1 when any check failed.
@@ -21,6 +25,7 @@ import sys
 JOB, TASK = "e2e-vm-job", "trainer"
 TASK_UNIT = "trainsupd-%s-%s.service" % (JOB, TASK)
 UNIT_STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # systemd: a unit finished starting
+NOTICE_KINDS = {"aws": "spot-interruption", "gce": "preempt", "azure": "preempt"}
 
 results = []
 
@@ -95,6 +100,10 @@ def main():
     ap.add_argument("--killed", action="store_true")
     ap.add_argument("--restart")
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--cloud", default="aws", choices=("aws", "gce", "azure"))
+    ap.add_argument("--seed", default="nocloud", choices=("imds", "nocloud"))
+    ap.add_argument("--fakecloud-log")
+    ap.add_argument("--cloud-init-result")
     a = ap.parse_args()
 
     recs = load_journal(a.journal)
@@ -115,15 +124,9 @@ def main():
     # the system's shutdown (boot 4) is a notice without a provider: it does not come from the cloud
     prov = [r.get("TRAINSUPD_PROVIDER") for r in events(recs, "started") + events(recs, "notice")
             if r.get("TRAINSUPD_NOTICE_KIND") != "shutdown"] + detected
-    check("provider auto resolved to aws from the SMBIOS/DMI strings", prov and all(p == "aws" for p in prov),
-          ",".join(sorted(set(p or "?" for p in prov))))
-
-    ci = [r.get("MESSAGE", "") for r in recs if r.get("SYSLOG_IDENTIFIER") == "cloud-init"]
-    ci_done = [m for m in ci if "finished at" in m]
-    ci_bad = [m for m in ci if "Failed to run module" in m or "failed" in m.lower() and "scripts" in m]
-    if ci_done or a.boot == 2:  # boot 1 is killed and boot 3 powers off before cloud-final may end
-        check("cloud-init ran the NoCloud seed to the end, runcmd without errors",
-              ci_done and "DataSourceNoCloud" in ci_done[-1] and not ci_bad, (ci_bad or ci_done or ["-"])[0][:120])
+    check("provider auto resolved to %s from the SMBIOS/DMI strings" % a.cloud,
+          prov and all(p == a.cloud for p in prov), ",".join(sorted(set(p or "?" for p in prov))))
+    check_cloud_init(a, recs)
     if a.boot == 1:
         check("nothing restored on the first boot", "restore-done" not in names and "completion-found" not in names)
         check("the task started fresh (exec runtime, its own transient unit)",
@@ -133,8 +136,8 @@ def main():
         notice = events(recs, "notice")
         check("a background snapshot was committed before the notice",
               pre and notice and ts(pre[0]) < ts(notice[0]))
-        check("the notice was seen (aws spot-interruption, imminent)",
-              notice and notice[0].get("TRAINSUPD_NOTICE_KIND", "").startswith("spot")
+        check("the notice was seen (%s %s, imminent)" % (a.cloud, NOTICE_KINDS[a.cloud]),
+              notice and notice[0].get("TRAINSUPD_NOTICE_KIND") == NOTICE_KINDS[a.cloud]
               and notice[0].get("TRAINSUPD_IMMINENT") == "1",
               notice and notice[0].get("MESSAGE", ""))
         if notice:
@@ -198,6 +201,50 @@ def main():
         check("no completion marker in the store (the job was interrupted)",
               not os.path.exists(os.path.join(a.store, JOB, "COMPLETED.json")))
     return 0 if all(results) else 1
+
+
+def fakecloud_requests(path):
+    """(method, path, status) of each metadata request in the fake cloud's log for this boot."""
+    out = []
+    if path and os.path.exists(path):
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = re.match(r"\S+ \S+ (GET|PUT|HEAD|POST) (\S+) -> (\d+|-) (\w+)", line)
+                if m:
+                    out.append((m.group(1), m.group(2), m.group(3), m.group(4)))
+    return out
+
+
+def check_cloud_init(a, recs):
+    """cloud-init found the expected datasource and ran the user data (write_files, runcmd)."""
+    want = "DataSourceEc2" if a.seed == "imds" else "DataSourceNoCloud"
+    ci = [r.get("MESSAGE", "") for r in recs if r.get("SYSLOG_IDENTIFIER") == "cloud-init"]
+    ci_done = [m for m in ci if "finished at" in m]
+    ci_bad = [m for m in ci if "Failed to run module" in m or "failed" in m.lower() and "scripts" in m]
+    try:
+        res = json.load(open(a.cloud_init_result))["v1"]
+    except (OSError, ValueError, TypeError, KeyError):
+        res = None
+    # boot 1 is killed and boot 3 powers off before cloud-final may end: the record may be missing
+    if ci_done or res or a.boot in (2, 4, 5):
+        ds = (res or {}).get("datasource") or (ci_done[-1] if ci_done else "")
+        check("cloud-init used %s and ran the user data to the end without errors" % want,
+              want in ds and not ci_bad and not (res or {}).get("errors"),
+              (ci_bad or [ds or "no result"])[0][:160])
+    invalid = [m for m in ci if "Invalid cloud-config provided" in m]
+    check("cloud-init found the image's and the user's cloud-config valid (its schema)", not invalid,
+          (invalid or ["-"])[0][:160])
+    if a.seed != "imds":
+        return
+    reqs = fakecloud_requests(a.fakecloud_log)
+    aws = [r for r in reqs if r[3] == "aws"]
+    tok = [i for i, r in enumerate(aws) if r[0] == "PUT" and r[1] == "/latest/api/token" and r[2] == "200"]
+    ud = [i for i, r in enumerate(aws) if r[0] == "GET" and re.match(r"/(latest|\d{4}-\d\d-\d\d)/user-data$", r[1])]
+    doc = [r for r in aws if r[0] == "GET" and r[1].endswith("/dynamic/instance-identity/document") and r[2] == "200"]
+    check("cloud-init's Ec2 datasource got an IMDSv2 token, then the user data with it (200)",
+          tok and ud and tok[0] < ud[0] and all(aws[i][2] == "200" for i in ud),
+          "; ".join("%s %s -> %s" % r[:3] for r in [aws[i] for i in ud][:2]) or "%d aws requests" % len(aws))
+    check("cloud-init read the instance identity document", doc, "%d reads" % len(doc))
 
 
 def in_order(seq, want):
