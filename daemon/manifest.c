@@ -2,10 +2,9 @@
 /* The snapshot format, version 1 (docs/snapshot-format.md): ids, layout keys, the manifest's builder,
  * serializer and strict parser, and the job's completion marker.
  *
- * The parser uses a small strict JSON reader of its own instead of a cJSON tree: it keeps integers
- * exact, sees repeated keys, refuses invalid UTF-8, "\u0000" and NUL bytes, bounds nesting (and so
- * its own recursion) at MANIFEST_NESTING_MAX, and builds nothing but the Manifest (a 64 MiB document
- * never becomes a tree several times its size). It reads a document twice: once to check its syntax and find "format" and
+ * The parser reads with json-strict.c instead of a cJSON tree (exact integers, repeated keys seen,
+ * bounded nesting, nothing built but the Manifest: a 64 MiB document never becomes a tree several
+ * times its size). It reads a document twice: once to check its syntax and find "format" and
  * "version" (so that a newer version is reported as such, whatever else it holds), then against the
  * schema. Nothing here logs or does I/O. */
 
@@ -16,31 +15,16 @@
 #include <time.h>
 
 #include "config.h"
+#include "json-strict.h"
 #include "manifest.h"
 #include "sha256.h"
 #include "strv.h"
 
-#define LABEL_MAX 320U          /* "files[123].parts[45].sha256" and quoted keys, cut if longer */
 #define OBJECT_PREFIX "data/"
 
-/* ---- problems: the first one is kept, later ones are dropped */
+_Static_assert(MANIFEST_NESTING_MAX == JSON_NESTING_MAX, "manifest nesting is the reader's");
 
-static int problem(char **error, int r, const char *fmt, ...) _printf_(3, 4);
-static int problem(char **error, int r, const char *fmt, ...) {
-        va_list ap;
-        char *m;
-        int k;
-
-        if (!error || *error)
-                return r;
-        va_start(ap, fmt);
-        k = vasprintf(&m, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-                return -ENOMEM;
-        *error = m;
-        return r;
-}
+/* ---- problems: the first one is kept (first_problem(), json-strict.c), later ones are dropped */
 
 /* Hands the message out of a public function that failed. */
 static int finish(int r, char **error, char **ret_error) {
@@ -66,71 +50,8 @@ static bool is_control(unsigned char c) {
         return c < 0x20 || c == 0x7f;
 }
 
-/* ---- UTF-8 */
-
-/* Length of the valid UTF-8 sequence at s (n ≥ 1 bytes available), 0 when there is none. */
-static size_t utf8_sequence_len(const unsigned char *s, size_t n) {
-        unsigned char lo = 0x80, hi = 0xbf;
-        size_t len;
-
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xc2 && s[0] <= 0xdf)
-                len = 2;
-        else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-                len = 3;
-                lo = s[0] == 0xe0 ? 0xa0 : 0x80;        /* overlong */
-                hi = s[0] == 0xed ? 0x9f : 0xbf;        /* surrogates */
-        } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-                len = 4;
-                lo = s[0] == 0xf0 ? 0x90 : 0x80;        /* overlong */
-                hi = s[0] == 0xf4 ? 0x8f : 0xbf;        /* above U+10FFFF */
-        } else
-                return 0;
-        if (n < len || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if (s[i] < 0x80 || s[i] > 0xbf)
-                        return 0;
-        return len;
-}
-
 bool manifest_utf8_is_valid(const char *s, size_t n) {
-        for (size_t i = 0, k; i < n; i += k) {
-                k = utf8_sequence_len((const unsigned char *) s + i, n - i);
-                if (k == 0)
-                        return false;
-        }
-        return true;
-}
-
-/* Writes the UTF-8 form of cp (≤ U+10FFFF, no surrogate) to out (when not NULL); returns its length. */
-static size_t utf8_encode(uint32_t cp, char *out) {
-        char b[4];
-        size_t n;
-
-        if (cp < 0x80) {
-                b[0] = (char) cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                b[0] = (char) (0xc0 | (cp >> 6));
-                b[1] = (char) (0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                b[0] = (char) (0xe0 | (cp >> 12));
-                b[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                b[2] = (char) (0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                b[0] = (char) (0xf0 | (cp >> 18));
-                b[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-                b[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                b[3] = (char) (0x80 | (cp & 0x3f));
-                n = 4;
-        }
-        if (out)
-                memcpy(out, b, n);
-        return n;
+        return json_utf8_is_valid(s, n);
 }
 
 /* ---- UTC times: ids ("20261123T160000123Z") and RFC 3339 ("2026-11-23T16:00:00.123Z") */
@@ -465,9 +386,9 @@ static int writer_fields_check(const char *instance_id, const char *boot_id, con
 
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 if (!values[i])
-                        return problem(error, -EINVAL, "writer.%s: required", names[i]);
+                        return first_problem(error, -EINVAL, "writer.%s: required", names[i]);
                 if (!snapshot_writer_field_is_valid(values[i]))
-                        return problem(error, -EINVAL,
+                        return first_problem(error, -EINVAL,
                                        "writer.%s: must be 1 to 255 printable ASCII characters without spaces",
                                        names[i]);
         }
@@ -492,9 +413,9 @@ static int job_check(const char *job, char **error) {
         char q[CONFIG_QUOTE_MAX];
 
         if (!job)
-                return problem(error, -EINVAL, "job: required");
+                return first_problem(error, -EINVAL, "job: required");
         if (!config_job_id_is_valid(job))
-                return problem(error, -EINVAL, "job: invalid job id %s", config_quote(job, q));
+                return first_problem(error, -EINVAL, "job: invalid job id %s", config_quote(job, q));
         return 0;
 }
 
@@ -527,33 +448,33 @@ static int parts_check(const ManifestEntry *e, char **error) {
         if (e->part_size == 0 && e->n_parts == 0)
                 return 0;
         if (e->part_size == 0)
-                return problem(error, -EINVAL, "files[%zu].part_size: required with parts", i);
+                return first_problem(error, -EINVAL, "files[%zu].part_size: required with parts", i);
         if (e->n_parts == 0)
-                return problem(error, -EINVAL, "files[%zu].parts: required with part_size", i);
+                return first_problem(error, -EINVAL, "files[%zu].parts: required with part_size", i);
         if (e->part_size > MANIFEST_FILE_SIZE_MAX)
-                return problem(error, -EINVAL, "files[%zu].part_size: must be between 1 and %" PRIu64, i,
+                return first_problem(error, -EINVAL, "files[%zu].part_size: must be between 1 and %" PRIu64, i,
                                MANIFEST_FILE_SIZE_MAX);
         if (e->n_parts > MANIFEST_PARTS_MAX)
-                return problem(error, -EINVAL, "files[%zu].parts: more than %u parts", i, MANIFEST_PARTS_MAX);
+                return first_problem(error, -EINVAL, "files[%zu].parts: more than %u parts", i, MANIFEST_PARTS_MAX);
         for (size_t k = 0; k < e->n_parts; k++) {
                 const ManifestPart *p = &e->parts[k];
                 bool last = k + 1 == e->n_parts;
 
                 if (!sha256_hex_valid(p->sha256))
-                        return problem(error, -EINVAL,
+                        return first_problem(error, -EINVAL,
                                        "files[%zu].parts[%zu].sha256: must be 64 lowercase hex digits", i, k);
                 if (!last && p->size != e->part_size)
-                        return problem(error, -EINVAL,
+                        return first_problem(error, -EINVAL,
                                        "files[%zu].parts[%zu].size: must be part_size (%" PRIu64 "), "
                                        "only the last part may be shorter", i, k, e->part_size);
                 if (last && (p->size < 1 || p->size > e->part_size))
-                        return problem(error, -EINVAL,
+                        return first_problem(error, -EINVAL,
                                        "files[%zu].parts[%zu].size: must be between 1 and part_size (%" PRIu64 ")",
                                        i, k, e->part_size);
                 sum += p->size; /* ≤ 10000 × 2^50: no overflow */
         }
         if (sum != e->size)
-                return problem(error, -EINVAL,
+                return first_problem(error, -EINVAL,
                                "files[%zu].parts: sizes sum to %" PRIu64 ", not the file's size %" PRIu64, i, sum,
                                e->size);
         return 0;
@@ -566,40 +487,40 @@ static int entry_check(const ManifestEntry *e, char **error) {
 
         why = manifest_path_check(e->path);
         if (why)
-                return problem(error, -EINVAL, "files[%zu].path: %s", i, why);
+                return first_problem(error, -EINVAL, "files[%zu].path: %s", i, why);
         if (e->type != MANIFEST_ENTRY_SYMLINK && e->mode > MANIFEST_MODE_MAX)
-                return problem(error, -EINVAL, "files[%zu].mode: must be between 0 and %u", i,
+                return first_problem(error, -EINVAL, "files[%zu].mode: must be between 0 and %u", i,
                                MANIFEST_MODE_MAX);
 
         switch (e->type) {
         case MANIFEST_ENTRY_FILE:
                 if (e->size > MANIFEST_FILE_SIZE_MAX)
-                        return problem(error, -EINVAL, "files[%zu].size: must be between 0 and %" PRIu64, i,
+                        return first_problem(error, -EINVAL, "files[%zu].size: must be between 0 and %" PRIu64, i,
                                        MANIFEST_FILE_SIZE_MAX);
                 if (e->mtime_ns > MANIFEST_MTIME_NS_MAX)
-                        return problem(error, -EINVAL, "files[%zu].mtime_ns: must be at most %" PRIu64, i,
+                        return first_problem(error, -EINVAL, "files[%zu].mtime_ns: must be at most %" PRIu64, i,
                                        MANIFEST_MTIME_NS_MAX);
                 if (!sha256_hex_valid(e->sha256))
-                        return problem(error, -EINVAL, "files[%zu].sha256: must be 64 lowercase hex digits", i);
+                        return first_problem(error, -EINVAL, "files[%zu].sha256: must be 64 lowercase hex digits", i);
                 return parts_check(e, error);
         case MANIFEST_ENTRY_DIR:
                 return 0;
         case MANIFEST_ENTRY_SYMLINK:
                 why = target_check(e->path, e->target);
                 if (why)
-                        return problem(error, -EINVAL, "files[%zu].target: %s", i, why);
+                        return first_problem(error, -EINVAL, "files[%zu].target: %s", i, why);
                 return 0;
         default:
-                return problem(error, -EINVAL, "files[%zu].type: unknown type", i);
+                return first_problem(error, -EINVAL, "files[%zu].type: unknown type", i);
         }
 }
 
 /* Takes *e (checked) on success. */
 static int manifest_append(Manifest *m, ManifestEntry *e, char **error) {
         if (m->n_entries >= MANIFEST_ENTRIES_MAX)
-                return problem(error, -EINVAL, "files: more than %u entries", MANIFEST_ENTRIES_MAX);
+                return first_problem(error, -EINVAL, "files: more than %u entries", MANIFEST_ENTRIES_MAX);
         if (e->type == MANIFEST_ENTRY_FILE && e->size > MANIFEST_FILE_SIZE_MAX - m->bytes)
-                return problem(error, -EINVAL,
+                return first_problem(error, -EINVAL,
                                "files[%zu].size: the files would hold more than %" PRIu64 " bytes", e->index,
                                MANIFEST_FILE_SIZE_MAX);
         if (m->n_entries == m->n_allocated) {
@@ -683,16 +604,16 @@ static int manifest_header_check(const ManifestParams *p, SnapshotId *ret_id, ch
         int r;
 
         if (!p->id)
-                return problem(error, -EINVAL, "id: required");
+                return first_problem(error, -EINVAL, "id: required");
         if (snapshot_id_parse(p->id, &id) < 0)
-                return problem(error, -EINVAL, "id: invalid snapshot id %s", config_quote(p->id, q));
+                return first_problem(error, -EINVAL, "id: invalid snapshot id %s", config_quote(p->id, q));
         r = job_check(p->job, error);
         if (r < 0)
                 return r;
         if (!p->task)
-                return problem(error, -EINVAL, "task: required");
+                return first_problem(error, -EINVAL, "task: required");
         if (!config_task_name_is_valid(p->task))
-                return problem(error, -EINVAL, "task: invalid task name %s", config_quote(p->task, q));
+                return first_problem(error, -EINVAL, "task: invalid task name %s", config_quote(p->task, q));
         r = writer_fields_check(p->instance_id, p->boot_id, p->hostname, error);
         if (r < 0)
                 return r;
@@ -700,13 +621,13 @@ static int manifest_header_check(const ManifestParams *p, SnapshotId *ret_id, ch
         if (r < 0)
                 return r;
         if (!streq(w, id.writer))
-                return problem(error, -EINVAL,
+                return first_problem(error, -EINVAL,
                                "id: writer \"%s\" does not match writer.instance_id and writer.boot_id (\"%s\")",
                                id.writer, w);
         if (p->parent && !snapshot_id_is_valid(p->parent))
-                return problem(error, -EINVAL, "parent: invalid snapshot id %s", config_quote(p->parent, q));
+                return first_problem(error, -EINVAL, "parent: invalid snapshot id %s", config_quote(p->parent, q));
         if (p->parent && snapshot_id_compare(p->parent, p->id) >= 0)
-                return problem(error, -EINVAL, "parent: \"%s\" is not older than the snapshot", p->parent);
+                return first_problem(error, -EINVAL, "parent: \"%s\" is not older than the snapshot", p->parent);
         *ret_id = id;
         return 0;
 }
@@ -782,10 +703,10 @@ static int check_parent(const Manifest *m, const ManifestEntry *e, char **error)
         parent[n] = '\0';
         p = manifest_find(m, parent);
         if (!p)
-                return problem(error, -EINVAL, "files[%zu].path: parent %s is not in the manifest", e->index,
+                return first_problem(error, -EINVAL, "files[%zu].path: parent %s is not in the manifest", e->index,
                                config_quote(parent, q));
         if (p->type != MANIFEST_ENTRY_DIR)
-                return problem(error, -EINVAL, "files[%zu].path: parent %s is a %s (files[%zu])", e->index,
+                return first_problem(error, -EINVAL, "files[%zu].path: parent %s is a %s (files[%zu])", e->index,
                                config_quote(parent, q), manifest_entry_type_to_string(p->type), p->index);
         return 0;
 }
@@ -819,7 +740,7 @@ static int check_symlink_walk(const Manifest *m, const ManifestEntry *e, char **
                         buf[len] = '\0';
                         f = manifest_find(m, buf);
                         if (f && f->type == MANIFEST_ENTRY_SYMLINK)
-                                return problem(error, -EINVAL, "files[%zu].target: %s symlink %s (files[%zu])",
+                                return first_problem(error, -EINVAL, "files[%zu].target: %s symlink %s (files[%zu])",
                                                e->index, rest_is_empty(next) ? "points to" : "passes through",
                                                config_quote(buf, q), f->index);
                 }
@@ -852,7 +773,7 @@ static int check_sizes_per_object(const Manifest *m, char **error) {
         qsort(files, n, sizeof(ManifestEntry *), file_sha_compare);
         for (size_t i = 1; i < n; i++)
                 if (streq(files[i - 1]->sha256, files[i]->sha256) && files[i - 1]->size != files[i]->size)
-                        return problem(error, -EINVAL,
+                        return first_problem(error, -EINVAL,
                                        "files[%zu].size: %" PRIu64 " differs from files[%zu] (%" PRIu64
                                        "), which has the same sha256",
                                        files[i]->index, files[i]->size, files[i - 1]->index, files[i - 1]->size);
@@ -870,7 +791,7 @@ static int manifest_validate_internal(Manifest *m, char **error) {
         }
         for (size_t i = 1; i < m->n_entries; i++)
                 if (streq(m->entries[i - 1].path, m->entries[i].path))
-                        return problem(error, -EINVAL, "files[%zu].path: duplicate of files[%zu]",
+                        return first_problem(error, -EINVAL, "files[%zu].path: duplicate of files[%zu]",
                                        m->entries[i].index, m->entries[i - 1].index);
         for (size_t i = 0; i < m->n_entries; i++) {
                 r = check_parent(m, &m->entries[i], error);
@@ -1056,428 +977,15 @@ int manifest_to_json(Manifest *m, char **ret, size_t *ret_len, char **ret_error)
         return finish(manifest_to_json_internal(m, ret, ret_len, &error), &error, ret_error);
 }
 
-/* ---- reading JSON (RFC 8259, strictly) */
-
-typedef struct JsonReader {
-        const char *begin;
-        const char *p;
-        const char *end;
-        char **error;
-} JsonReader;
-
-static int json_syntax_error(JsonReader *j, const char *what) {
-        const char *bol = j->begin;
-        unsigned line = 1;
-
-        for (const char *q = j->begin; q < j->p; q++)
-                if (*q == '\n') {
-                        line++;
-                        bol = q + 1;
-                }
-        return problem(j->error, -EBADMSG, "%u:%zu: syntax error: %s", line, (size_t) (j->p - bol) + 1, what);
-}
-
-static int json_unexpected(JsonReader *j, const char *expected) {
-        char buf[64];
-
-        if (j->p >= j->end)
-                return json_syntax_error(j, "unexpected end of data");
-        if (*j->p == '\0')
-                return json_syntax_error(j, "NUL byte");
-        (void) snprintf(buf, sizeof(buf), "expected %s", expected);
-        return json_syntax_error(j, buf);
-}
-
-/* The next byte after white space, or -1 at the end. */
-static int json_peek(JsonReader *j) {
-        while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-                j->p++;
-        return j->p < j->end ? (unsigned char) *j->p : -1;
-}
-
-static bool json_hex4(const char *p, uint32_t *ret) {
-        uint32_t v = 0;
-
-        for (size_t i = 0; i < 4; i++) {
-                char c = p[i];
-
-                v <<= 4;
-                if (is_digit(c))
-                        v |= (uint32_t) (c - '0');
-                else if (c >= 'a' && c <= 'f')
-                        v |= (uint32_t) (c - 'a' + 10);
-                else if (c >= 'A' && c <= 'F')
-                        v |= (uint32_t) (c - 'A' + 10);
-                else
-                        return false;
-        }
-        *ret = v;
-        return true;
-}
-
-/* "\uXXXX" (and its low surrogate) at j->p; the code point's UTF-8 to out (may be NULL). */
-static int json_read_unicode_escape(JsonReader *j, char *out, size_t *ret_len) {
-        const char *p = j->p;
-        uint32_t cp, lo;
-
-        if (j->end - p < 6 || !json_hex4(p + 2, &cp))
-                return json_syntax_error(j, "invalid \\u escape");
-        if (cp == 0)
-                return json_syntax_error(j, "\\u0000 escape (NUL character)");
-        if (cp >= 0xdc00 && cp <= 0xdfff)
-                return json_syntax_error(j, "unpaired surrogate in a \\u escape");
-        p += 6;
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u' || !json_hex4(p + 2, &lo) || lo < 0xdc00 ||
-                    lo > 0xdfff)
-                        return json_syntax_error(j, "unpaired surrogate in a \\u escape");
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p += 6;
-        }
-        j->p = p;
-        *ret_len = utf8_encode(cp, out);
-        return 0;
-}
-
-static int json_read_escape(JsonReader *j, char *out, size_t *ret_len) {
-        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-        const char *k;
-
-        if (j->end - j->p < 2)
-                return json_syntax_error(j, "unterminated string");
-        if (j->p[1] == 'u')
-                return json_read_unicode_escape(j, out, ret_len);
-        k = j->p[1] != '\0' ? strchr(from, j->p[1]) : NULL;
-        if (!k)
-                return json_syntax_error(j, "invalid escape");
-        if (out)
-                *out = to[k - from];
-        *ret_len = 1;
-        j->p += 2;
-        return 0;
-}
-
-/* The string at j->p (a '"'), decoded into *ret when ret is not NULL. */
-static int json_read_string(JsonReader *j, char **ret) {
-        _cleanup_free_ char *s = NULL;
-        const char *q;
-        size_t n = 0, k = 0;
-        int r;
-
-        assert(*j->p == '"');
-        if (ret) {
-                /* Decoding never makes a string longer: size the buffer by the raw bytes. */
-                for (q = j->p + 1; q < j->end && *q != '"'; q++)
-                        if (*q == '\\' && q + 1 < j->end)
-                                q++;
-                s = malloc((size_t) (q - j->p));
-                if (!s)
-                        return -ENOMEM;
-        }
-        for (j->p++;;) {
-                unsigned char c;
-
-                if (j->p >= j->end)
-                        return json_syntax_error(j, "unterminated string");
-                c = (unsigned char) *j->p;
-                if (c == '"')
-                        break;
-                if (c == '\0')
-                        return json_syntax_error(j, "NUL byte");
-                if (c < 0x20)
-                        return json_syntax_error(j, "control character in a string");
-                if (c == '\\')
-                        r = json_read_escape(j, s ? s + n : NULL, &k);
-                else {
-                        k = utf8_sequence_len((const unsigned char *) j->p, (size_t) (j->end - j->p));
-                        r = k == 0 ? json_syntax_error(j, "invalid UTF-8") : 0;
-                        if (r >= 0 && s)
-                                memcpy(s + n, j->p, k);
-                        j->p += k;
-                }
-                if (r < 0)
-                        return r;
-                n += k;
-        }
-        j->p++;
-        if (ret) {
-                s[n] = '\0';
-                *ret = TAKE_PTR(s);
-        }
-        return 0;
-}
-
-typedef struct JsonNumber {
-        const char *text;
-        size_t len;
-        uint64_t value;         /* the magnitude of an integer */
-        bool negative;
-        bool integer;           /* no fraction, no exponent */
-        bool overflow;          /* the magnitude does not fit in 64 bits */
-} JsonNumber;
-
-static const char *json_skip_digits(const char *p, const char *end) {
-        while (p < end && is_digit(*p))
-                p++;
-        return p;
-}
-
-static int json_read_number(JsonReader *j, JsonNumber *ret) {
-        JsonNumber n = { .text = j->p, .integer = true };
-        const char *p = j->p;
-
-        if (p < j->end && *p == '-') {
-                n.negative = true;
-                p++;
-        }
-        if (p >= j->end || !is_digit(*p))
-                return json_unexpected(j, "a value");
-        if (*p == '0' && p + 1 < j->end && is_digit(p[1])) {
-                j->p = p;
-                return json_syntax_error(j, "leading zero in a number");
-        }
-        for (; p < j->end && is_digit(*p); p++) {
-                uint64_t d = (uint64_t) (*p - '0');
-
-                if (n.value > (UINT64_MAX - d) / 10)
-                        n.overflow = true;
-                else
-                        n.value = n.value * 10 + d;
-        }
-        if (p < j->end && *p == '.') {
-                n.integer = false;
-                if (p + 1 >= j->end || !is_digit(p[1])) {
-                        j->p = p;
-                        return json_syntax_error(j, "invalid number");
-                }
-                p = json_skip_digits(p + 1, j->end);
-        }
-        if (p < j->end && (*p == 'e' || *p == 'E')) {
-                n.integer = false;
-                p++;
-                if (p < j->end && (*p == '+' || *p == '-'))
-                        p++;
-                if (p >= j->end || !is_digit(*p)) {
-                        j->p = p;
-                        return json_syntax_error(j, "invalid number");
-                }
-                p = json_skip_digits(p, j->end);
-        }
-        n.len = (size_t) (p - n.text);
-        j->p = p;
-        *ret = n;
-        return 0;
-}
-
-static int json_read_literal(JsonReader *j, const char *word) {
-        size_t n = strlen(word);
-
-        if ((size_t) (j->end - j->p) < n || memcmp(j->p, word, n) != 0)
-                return json_unexpected(j, "a value");
-        j->p += n;
-        return 0;
-}
-
-/* After the '{' (consumed by the caller): 1 with the reader at a member's value (its name in *ret_key
- * when ret_key is not NULL), 0 past the closing '}'. */
-static int json_object_next(JsonReader *j, bool *first, char **ret_key) {
-        int c = json_peek(j), r;
-
-        if (c == '}') {
-                j->p++;
-                return 0;
-        }
-        if (!*first) {
-                if (c != ',')
-                        return json_unexpected(j, "',' or '}'");
-                j->p++;
-                c = json_peek(j);
-        }
-        if (c != '"')
-                return json_unexpected(j, "a member name (a string)");
-        *first = false;
-        r = json_read_string(j, ret_key);
-        if (r < 0)
-                return r;
-        if (json_peek(j) != ':')
-                return json_unexpected(j, "':'");
-        j->p++;
-        (void) json_peek(j);
-        return 1;
-}
-
-/* After the '[': 1 with the reader at an element, 0 past the closing ']'. */
-static int json_array_next(JsonReader *j, bool *first) {
-        int c = json_peek(j);
-
-        if (c == ']') {
-                j->p++;
-                return 0;
-        }
-        if (!*first) {
-                if (c != ',')
-                        return json_unexpected(j, "',' or ']'");
-                j->p++;
-                c = json_peek(j);
-                if (c == ']')
-                        return json_unexpected(j, "a value");
-        }
-        *first = false;
-        return 1;
-}
-
-static int json_skip_value(JsonReader *j, unsigned depth);
-
-/* depth: the nesting of the container at j->p, the document's top level being 1. */
-static int json_skip_container(JsonReader *j, unsigned depth) {
-        bool object = *j->p == '{', first = true;
-        int r;
-
-        if (depth > MANIFEST_NESTING_MAX)
-                return json_syntax_error(j, "nested deeper than 32 levels");
-        j->p++;
-        for (;;) {
-                r = object ? json_object_next(j, &first, NULL) : json_array_next(j, &first);
-                if (r <= 0)
-                        return r;
-                r = json_skip_value(j, depth);
-                if (r < 0)
-                        return r;
-        }
-}
-
-/* Checks and skips any value; depth is the nesting of the container holding it. */
-static int json_skip_value(JsonReader *j, unsigned depth) {
-        JsonNumber n;
-
-        switch (json_peek(j)) {
-        case '{':
-        case '[':
-                return json_skip_container(j, depth + 1);
-        case '"':
-                return json_read_string(j, NULL);
-        case 't':
-                return json_read_literal(j, "true");
-        case 'f':
-                return json_read_literal(j, "false");
-        case 'n':
-                return json_read_literal(j, "null");
-        default:
-                return json_read_number(j, &n);
-        }
-}
-
-/* ---- reading JSON against a schema: every problem names its field */
-
-static const char *label_key(char buf[static LABEL_MAX], const char *parent, const char *key) {
-        static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
-        char q[CONFIG_QUOTE_MAX];
-        size_t n = strlen(key);
-
-        if (n > 0 && n <= 64 && strspn(key, plain) == n)
-                (void) snprintf(buf, LABEL_MAX, "%s%s%s", parent, *parent ? "." : "", key);
-        else
-                (void) snprintf(buf, LABEL_MAX, "%s[%s]", parent, config_quote(key, q));
-        return buf;
-}
-
-static int schema_error(JsonReader *j, const char *label, const char *what) {
-        return problem(j->error, -EBADMSG, "%s: %s", label, what);
-}
-
-static int read_object_begin(JsonReader *j, const char *label) {
-        if (json_peek(j) != '{')
-                return schema_error(j, label, "must be an object");
-        j->p++;
-        return 0;
-}
-
-static int read_array_begin(JsonReader *j, const char *label) {
-        if (json_peek(j) != '[')
-                return schema_error(j, label, "must be an array");
-        j->p++;
-        return 0;
-}
-
-/* One member of an object whose keys are keys[] (at most 32): 1 with its index in *ret_index and its
- * label in key_label, 0 at the end of the object. Unknown and repeated keys are problems. */
-static int read_member(JsonReader *j, const char *label, const char * const *keys, size_t n_keys, bool *first,
-                       uint32_t *seen, size_t *ret_index, char key_label[static LABEL_MAX]) {
-        _cleanup_free_ char *key = NULL;
-        size_t i;
-        int r;
-
-        assert(n_keys <= 32);
-        r = json_object_next(j, first, &key);
-        if (r <= 0)
-                return r;
-        label_key(key_label, label, key);
-        for (i = 0; i < n_keys; i++)
-                if (streq(keys[i], key))
-                        break;
-        if (i == n_keys)
-                return schema_error(j, key_label, "unknown key");
-        if (*seen & (UINT32_C(1) << i))
-                return schema_error(j, key_label, "duplicate key");
-        *seen |= UINT32_C(1) << i;
-        *ret_index = i;
-        return 1;
-}
-
-/* The first of keys[] that required has and seen lacks, as "LABEL.KEY: required". */
-static int check_required(JsonReader *j, const char *label, const char * const *keys, size_t n_keys,
-                          uint32_t required, uint32_t seen) {
-        char kl[LABEL_MAX];
-
-        for (size_t i = 0; i < n_keys; i++)
-                if ((required & ~seen) & (UINT32_C(1) << i))
-                        return schema_error(j, label_key(kl, label, keys[i]), "required");
-        return 0;
-}
-
-static int read_string_value(JsonReader *j, const char *label, char **ret) {
-        if (json_peek(j) != '"')
-                return schema_error(j, label, "must be a string");
-        return json_read_string(j, ret);
-}
-
-static int read_string_or_null(JsonReader *j, const char *label, char **ret) {
-        if (json_peek(j) == 'n') {
-                *ret = mfree(*ret);
-                return json_read_literal(j, "null");
-        }
-        if (json_peek(j) != '"')
-                return schema_error(j, label, "must be a string or null");
-        return json_read_string(j, ret);
-}
-
-static int read_uint_value(JsonReader *j, const char *label, uint64_t min, uint64_t max, uint64_t *ret) {
-        JsonNumber n;
-        int c = json_peek(j), r;
-
-        if (c != '-' && !is_digit(c))
-                return schema_error(j, label, "must be an integer");
-        r = json_read_number(j, &n);
-        if (r < 0)
-                return r;
-        if (!n.integer)
-                return schema_error(j, label, "must be an integer");
-        if (n.overflow || (n.negative && n.value != 0) || n.value < min || n.value > max)
-                return problem(j->error, -EBADMSG, "%s: must be between %" PRIu64 " and %" PRIu64, label, min,
-                               max);
-        *ret = n.value;
-        return 0;
-}
-
 static int read_sha256_value(JsonReader *j, const char *label, char ret[static MANIFEST_SHA256_HEX_LEN + 1]) {
         _cleanup_free_ char *s = NULL;
         int r;
 
-        r = read_string_value(j, label, &s);
+        r = json_read_string_value(j, label, &s);
         if (r < 0)
                 return r;
         if (!sha256_hex_valid(s))
-                return schema_error(j, label, "must be 64 lowercase hex digits");
+                return json_schema_error(j, label, "must be 64 lowercase hex digits");
         memcpy(ret, s, MANIFEST_SHA256_HEX_LEN + 1);
         return 0;
 }
@@ -1490,26 +998,19 @@ static int read_mtime_value(JsonReader *j, const char *label, uint64_t *ret) {
         size_t n;
         int r;
 
-        r = read_string_value(j, label, &s);
+        r = json_read_string_value(j, label, &s);
         if (r < 0)
                 return r;
         n = strlen(s);
         if (n == 0 || n > 19 || strspn(s, "0123456789") != n || (s[0] == '0' && n > 1))
-                return schema_error(j, label,
+                return json_schema_error(j, label,
                                     "must be a decimal integer in a string, like \"1763913600123456789\"");
         for (size_t i = 0; i < n; i++)
                 v = v * 10 + (uint64_t) (s[i] - '0'); /* 19 digits fit in 64 bits */
         if (v > MANIFEST_MTIME_NS_MAX)
-                return problem(j->error, -EBADMSG, "%s: must be at most %" PRIu64, label, MANIFEST_MTIME_NS_MAX);
+                return first_problem(j->error, -EBADMSG, "%s: must be at most %" PRIu64, label, MANIFEST_MTIME_NS_MAX);
         *ret = v;
         return 0;
-}
-
-/* "ext": an object reserved for extensions, skipped (its contents are any JSON). */
-static int read_ext(JsonReader *j, const char *label, unsigned depth) {
-        if (json_peek(j) != '{')
-                return schema_error(j, label, "must be an object");
-        return json_skip_value(j, depth);
 }
 
 /* ---- documents: size, syntax, "format" and "version", before any schema */
@@ -1532,7 +1033,7 @@ static int document_scan(JsonReader *j, const DocumentType *t, const char **ret_
                 r = json_skip_value(j, 0);
                 if (r < 0)
                         return r;
-                return problem(j->error, -EBADMSG, "%s: must be a JSON object", t->what);
+                return first_problem(j->error, -EBADMSG, "%s: must be a JSON object", t->what);
         }
         j->p++;
         for (;;) {
@@ -1561,20 +1062,20 @@ static int document_check_version(JsonReader *j, const char *at) {
         int r;
 
         if (!at)
-                return problem(j->error, -EBADMSG, "version: required");
+                return first_problem(j->error, -EBADMSG, "version: required");
         j->p = at;
         if (*at != '-' && !is_digit(*at))
-                return problem(j->error, -EBADMSG, "version: must be an integer");
+                return first_problem(j->error, -EBADMSG, "version: must be an integer");
         r = json_read_number(j, &n);
         if (r < 0)
                 return r;
         if (!n.integer)
-                return problem(j->error, -EBADMSG, "version: must be an integer");
+                return first_problem(j->error, -EBADMSG, "version: must be an integer");
         if (n.negative || n.overflow || n.value == 0)
-                return problem(j->error, -EBADMSG, "version: unknown version %.*s",
+                return first_problem(j->error, -EBADMSG, "version: unknown version %.*s",
                                (int) MIN(n.len, (size_t) 32), n.text);
         if (n.value > MANIFEST_VERSION)
-                return problem(j->error, -EPROTONOSUPPORT,
+                return first_problem(j->error, -EPROTONOSUPPORT,
                                "version: written by a newer trainsupd (version %" PRIu64 ")", n.value);
         return 0;
 }
@@ -1588,20 +1089,20 @@ static int document_check(const char *data, size_t len, const DocumentType *t, c
         int r;
 
         if (len > t->size_max)
-                return problem(error, -EBADMSG, "%s: larger than %zu bytes", t->what, t->size_max);
+                return first_problem(error, -EBADMSG, "%s: larger than %zu bytes", t->what, t->size_max);
         if (!data || len == 0)
-                return problem(error, -EBADMSG, "%s: empty", t->what);
+                return first_problem(error, -EBADMSG, "%s: empty", t->what);
         r = document_scan(&j, t, &format_at, &version_at);
         if (r < 0)
                 return r;
         if (!format_at)
-                return problem(error, -EBADMSG, "format: required");
+                return first_problem(error, -EBADMSG, "format: required");
         j.p = format_at;
-        r = read_string_value(&j, "format", &format);
+        r = json_read_string_value(&j, "format", &format);
         if (r < 0)
                 return r;
         if (!streq(format, t->format))
-                return problem(error, -EBADMSG, "format: unknown format %s (expected \"%s\")",
+                return first_problem(error, -EBADMSG, "format: unknown format %s (expected \"%s\")",
                                config_quote(format, q), t->format);
         assert(t->version == MANIFEST_VERSION && t->version == COMPLETION_VERSION);
         return document_check_version(&j, version_at);
@@ -1612,64 +1113,64 @@ static int document_check(const char *data, size_t len, const DocumentType *t, c
 static const char * const writer_keys[] = { "instance_id", "boot_id", "hostname", "ext" };
 
 static int read_writer(JsonReader *j, const char *label, unsigned depth, SnapshotWriter *w) {
-        char kl[LABEL_MAX];
+        char kl[JSON_LABEL_MAX];
         bool first = true;
         uint32_t seen = 0;
         size_t k;
         int r;
 
-        r = read_object_begin(j, label);
+        r = json_object_begin(j, label);
         if (r < 0)
                 return r;
         for (;;) {
-                r = read_member(j, label, writer_keys, ELEMENTSOF(writer_keys), &first, &seen, &k, kl);
+                r = json_read_member(j, label, writer_keys, ELEMENTSOF(writer_keys), &first, &seen, &k, kl);
                 if (r <= 0)
                         break;
-                r = k == 0 ? read_string_value(j, kl, &w->instance_id) :
-                    k == 1 ? read_string_value(j, kl, &w->boot_id) :
-                    k == 2 ? read_string_value(j, kl, &w->hostname) : read_ext(j, kl, depth + 1);
+                r = k == 0 ? json_read_string_value(j, kl, &w->instance_id) :
+                    k == 1 ? json_read_string_value(j, kl, &w->boot_id) :
+                    k == 2 ? json_read_string_value(j, kl, &w->hostname) : json_read_ext(j, kl, depth + 1);
                 if (r < 0)
                         return r;
         }
         if (r < 0)
                 return r;
-        return check_required(j, label, writer_keys, ELEMENTSOF(writer_keys), 0x7, seen);
+        return json_check_required(j, label, writer_keys, ELEMENTSOF(writer_keys), 0x7, seen);
 }
 
 static const char * const part_keys[] = { "size", "sha256", "ext" };
 
 static int read_part(JsonReader *j, const char *label, ManifestPart *ret) {
-        char kl[LABEL_MAX];
+        char kl[JSON_LABEL_MAX];
         bool first = true;
         uint32_t seen = 0;
         size_t k;
         int r;
 
-        r = read_object_begin(j, label);
+        r = json_object_begin(j, label);
         if (r < 0)
                 return r;
         for (;;) {
-                r = read_member(j, label, part_keys, ELEMENTSOF(part_keys), &first, &seen, &k, kl);
+                r = json_read_member(j, label, part_keys, ELEMENTSOF(part_keys), &first, &seen, &k, kl);
                 if (r <= 0)
                         break;
-                r = k == 0 ? read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &ret->size) :
-                    k == 1 ? read_sha256_value(j, kl, ret->sha256) : read_ext(j, kl, 5);
+                r = k == 0 ? json_read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &ret->size) :
+                    k == 1 ? read_sha256_value(j, kl, ret->sha256) : json_read_ext(j, kl, 5);
                 if (r < 0)
                         return r;
         }
         if (r < 0)
                 return r;
-        return check_required(j, label, part_keys, ELEMENTSOF(part_keys), 0x3, seen);
+        return json_check_required(j, label, part_keys, ELEMENTSOF(part_keys), 0x3, seen);
 }
 
 static int read_parts(JsonReader *j, const char *label, ManifestPart **ret, size_t *ret_n) {
         _cleanup_free_ ManifestPart *parts = NULL;
         size_t n = 0, allocated = 0;
-        char pl[LABEL_MAX + 24];
+        char pl[JSON_LABEL_MAX + 24];
         bool first = true;
         int r;
 
-        r = read_array_begin(j, label);
+        r = json_array_begin(j, label);
         if (r < 0)
                 return r;
         for (;;) {
@@ -1679,7 +1180,7 @@ static int read_parts(JsonReader *j, const char *label, ManifestPart **ret, size
                 if (r == 0)
                         break;
                 if (n >= MANIFEST_PARTS_MAX)
-                        return problem(j->error, -EBADMSG, "%s: more than %u parts", label, MANIFEST_PARTS_MAX);
+                        return first_problem(j->error, -EBADMSG, "%s: more than %u parts", label, MANIFEST_PARTS_MAX);
                 if (n == allocated) {
                         ManifestPart *a;
 
@@ -1696,7 +1197,7 @@ static int read_parts(JsonReader *j, const char *label, ManifestPart **ret, size
                         return r;
         }
         if (n == 0)
-                return schema_error(j, label, "must not be empty");
+                return json_schema_error(j, label, "must not be empty");
         free(*ret);
         *ret = TAKE_PTR(parts);
         *ret_n = n;
@@ -1735,13 +1236,13 @@ static int read_entry_member(JsonReader *j, size_t k, const char *kl, ManifestEn
 
         switch (k) {
         case EK_PATH:
-                return read_string_value(j, kl, &e->path);
+                return json_read_string_value(j, kl, &e->path);
         case EK_TYPE:
-                return read_string_value(j, kl, type);
+                return json_read_string_value(j, kl, type);
         case EK_SIZE:
-                return read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &e->size);
+                return json_read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &e->size);
         case EK_MODE:
-                r = read_uint_value(j, kl, 0, MANIFEST_MODE_MAX, &v);
+                r = json_read_uint_value(j, kl, 0, MANIFEST_MODE_MAX, &v);
                 e->mode = (unsigned) v;
                 return r;
         case EK_MTIME_NS:
@@ -1749,37 +1250,37 @@ static int read_entry_member(JsonReader *j, size_t k, const char *kl, ManifestEn
         case EK_SHA256:
                 return read_sha256_value(j, kl, e->sha256);
         case EK_OBJECT:
-                return read_string_value(j, kl, object);
+                return json_read_string_value(j, kl, object);
         case EK_PART_SIZE:
-                return read_uint_value(j, kl, 1, MANIFEST_FILE_SIZE_MAX, &e->part_size);
+                return json_read_uint_value(j, kl, 1, MANIFEST_FILE_SIZE_MAX, &e->part_size);
         case EK_PARTS:
                 return read_parts(j, kl, &e->parts, &e->n_parts);
         case EK_TARGET:
-                return read_string_value(j, kl, &e->target);
+                return json_read_string_value(j, kl, &e->target);
         default:
-                return read_ext(j, kl, 3);
+                return json_read_ext(j, kl, 3);
         }
 }
 
 /* The keys an entry of its type must and may have. */
 static int entry_keys_check(JsonReader *j, const char *label, const char *type, uint32_t seen,
                             ManifestEntry *e) {
-        char kl[LABEL_MAX], q[CONFIG_QUOTE_MAX];
+        char kl[JSON_LABEL_MAX], q[CONFIG_QUOTE_MAX];
         ManifestEntryType t;
         int r;
 
-        r = check_required(j, label, entry_keys, ELEMENTSOF(entry_keys), EK(EK_PATH) | EK(EK_TYPE), seen);
+        r = json_check_required(j, label, entry_keys, ELEMENTSOF(entry_keys), EK(EK_PATH) | EK(EK_TYPE), seen);
         if (r < 0)
                 return r;
         t = manifest_entry_type_from_string(type);
         if (t < 0)
-                return problem(j->error, -EBADMSG, "%s.type: unknown type %s", label, config_quote(type, q));
+                return first_problem(j->error, -EBADMSG, "%s.type: unknown type %s", label, config_quote(type, q));
         for (size_t i = 0; i < ELEMENTSOF(entry_keys); i++)
                 if ((seen & ~(entry_required[t] | entry_optional[t])) & EK(i))
-                        return problem(j->error, -EBADMSG, "%s: not allowed for type \"%s\"",
-                                       label_key(kl, label, entry_keys[i]), type);
+                        return first_problem(j->error, -EBADMSG, "%s: not allowed for type \"%s\"",
+                                       json_label_key(kl, label, entry_keys[i]), type);
         e->type = t;
-        return check_required(j, label, entry_keys, ELEMENTSOF(entry_keys), entry_required[t], seen);
+        return json_check_required(j, label, entry_keys, ELEMENTSOF(entry_keys), entry_required[t], seen);
 }
 
 static bool object_key_matches(const char *object, const char *sha256) {
@@ -1791,18 +1292,18 @@ static bool object_key_matches(const char *object, const char *sha256) {
 static int read_entry(JsonReader *j, size_t index, Manifest *holder) {
         _cleanup_(manifest_entry_done) ManifestEntry e = {};
         _cleanup_free_ char *type = NULL, *object = NULL;
-        char label[LABEL_MAX], kl[LABEL_MAX], q[CONFIG_QUOTE_MAX];
+        char label[JSON_LABEL_MAX], kl[JSON_LABEL_MAX], q[CONFIG_QUOTE_MAX];
         bool first = true;
         uint32_t seen = 0;
         size_t k;
         int r;
 
         (void) snprintf(label, sizeof(label), "files[%zu]", index);
-        r = read_object_begin(j, label);
+        r = json_object_begin(j, label);
         if (r < 0)
                 return r;
         for (;;) {
-                r = read_member(j, label, entry_keys, ELEMENTSOF(entry_keys), &first, &seen, &k, kl);
+                r = json_read_member(j, label, entry_keys, ELEMENTSOF(entry_keys), &first, &seen, &k, kl);
                 if (r <= 0)
                         break;
                 r = read_entry_member(j, k, kl, &e, &type, &object);
@@ -1819,7 +1320,7 @@ static int read_entry(JsonReader *j, size_t index, Manifest *holder) {
         if (r < 0)
                 return bad_message(r);
         if (e.type == MANIFEST_ENTRY_FILE && !object_key_matches(object, e.sha256))
-                return problem(j->error, -EBADMSG,
+                return first_problem(j->error, -EBADMSG,
                                "%s.object: must be \"" OBJECT_PREFIX "<sha256>\" with the entry's sha256, not %s",
                                label, config_quote(object, q));
         return bad_message(manifest_append(holder, &e, j->error));
@@ -1829,7 +1330,7 @@ static int read_files(JsonReader *j, Manifest *holder) {
         bool first = true;
         int r;
 
-        r = read_array_begin(j, "files");
+        r = json_array_begin(j, "files");
         if (r < 0)
                 return r;
         for (size_t index = 0;; index++) {
@@ -1874,27 +1375,27 @@ static void manifest_doc_done(ManifestDoc *d) {
 static int read_manifest_member(JsonReader *j, size_t k, const char *kl, ManifestDoc *d) {
         switch (k) {
         case MK_ID:
-                return read_string_value(j, kl, &d->id);
+                return json_read_string_value(j, kl, &d->id);
         case MK_SEQ:
-                return read_uint_value(j, kl, 1, SNAPSHOT_SEQ_MAX, &d->seq);
+                return json_read_uint_value(j, kl, 1, SNAPSHOT_SEQ_MAX, &d->seq);
         case MK_JOB:
-                return read_string_value(j, kl, &d->job);
+                return json_read_string_value(j, kl, &d->job);
         case MK_TASK:
-                return read_string_value(j, kl, &d->task);
+                return json_read_string_value(j, kl, &d->task);
         case MK_CREATED_AT:
-                return read_string_value(j, kl, &d->created_at);
+                return json_read_string_value(j, kl, &d->created_at);
         case MK_WRITER:
                 return read_writer(j, kl, 1, &d->writer);
         case MK_PARENT:
-                return read_string_or_null(j, kl, &d->parent);
+                return json_read_string_or_null(j, kl, &d->parent);
         case MK_BYTES:
-                return read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &d->bytes);
+                return json_read_uint_value(j, kl, 0, MANIFEST_FILE_SIZE_MAX, &d->bytes);
         case MK_COUNT:
-                return read_uint_value(j, kl, 0, MANIFEST_ENTRIES_MAX, &d->count);
+                return json_read_uint_value(j, kl, 0, MANIFEST_ENTRIES_MAX, &d->count);
         case MK_FILES:
                 return read_files(j, d->holder);
         case MK_EXT:
-                return read_ext(j, kl, 1);
+                return json_read_ext(j, kl, 1);
         default:
                 return json_skip_value(j, 1); /* format, version: checked already */
         }
@@ -1915,19 +1416,19 @@ static int manifest_doc_finish(ManifestDoc *d, Manifest **ret, char **error) {
         if (r < 0)
                 return bad_message(r);
         if (d->seq != m->seq)
-                return problem(error, -EBADMSG, "seq: %" PRIu64 " does not match the id (seq %" PRIu64 ")",
+                return first_problem(error, -EBADMSG, "seq: %" PRIu64 " does not match the id (seq %" PRIu64 ")",
                                d->seq, m->seq);
         if (parse_rfc3339_msec(d->created_at, &created) < 0)
-                return problem(error, -EBADMSG, "created_at: %s is not an RFC 3339 UTC time with milliseconds "
+                return first_problem(error, -EBADMSG, "created_at: %s is not an RFC 3339 UTC time with milliseconds "
                                "(\"2026-11-23T16:00:00.123Z\")", config_quote(d->created_at, q));
         if (created != m->created_at)
-                return problem(error, -EBADMSG, "created_at: %s does not match the time in the id",
+                return first_problem(error, -EBADMSG, "created_at: %s does not match the time in the id",
                                d->created_at);
         if (d->count != d->holder->n_entries)
-                return problem(error, -EBADMSG, "count: %" PRIu64 " does not match the number of entries (%zu)",
+                return first_problem(error, -EBADMSG, "count: %" PRIu64 " does not match the number of entries (%zu)",
                                d->count, d->holder->n_entries);
         if (d->bytes != d->holder->bytes)
-                return problem(error, -EBADMSG,
+                return first_problem(error, -EBADMSG,
                                "bytes: %" PRIu64 " does not match the sum of the files' sizes (%" PRIu64 ")",
                                d->bytes, d->holder->bytes);
         m->entries = TAKE_PTR(d->holder->entries);
@@ -1947,7 +1448,7 @@ static int manifest_parse_internal(const char *data, size_t len, Manifest **ret,
         static const DocumentType type = { "manifest", MANIFEST_FORMAT, MANIFEST_VERSION, MANIFEST_SIZE_MAX };
         _cleanup_(manifest_doc_done) ManifestDoc d = {};
         JsonReader j = { .begin = data, .p = data, .end = data + len, .error = error };
-        char kl[LABEL_MAX];
+        char kl[JSON_LABEL_MAX];
         bool first = true;
         uint32_t seen = 0;
         size_t k;
@@ -1960,16 +1461,16 @@ static int manifest_parse_internal(const char *data, size_t len, Manifest **ret,
         if (!d.holder)
                 return -ENOMEM;
         d.holder->sorted = true;
-        r = read_object_begin(&j, "manifest");
+        r = json_object_begin(&j, "manifest");
         for (; r >= 0;) {
-                r = read_member(&j, "", manifest_keys, ELEMENTSOF(manifest_keys), &first, &seen, &k, kl);
+                r = json_read_member(&j, "", manifest_keys, ELEMENTSOF(manifest_keys), &first, &seen, &k, kl);
                 if (r <= 0)
                         break;
                 r = read_manifest_member(&j, k, kl, &d);
         }
         if (r < 0)
                 return r;
-        r = check_required(&j, "", manifest_keys, ELEMENTSOF(manifest_keys), EK(MK_EXT) - 1, seen);
+        r = json_check_required(&j, "", manifest_keys, ELEMENTSOF(manifest_keys), EK(MK_EXT) - 1, seen);
         if (r < 0)
                 return r;
         return manifest_doc_finish(&d, ret, error);
@@ -2007,7 +1508,7 @@ static int job_completion_new_internal(const JobCompletionParams *p, JobCompleti
         if (r < 0)
                 return r;
         if (utc_time_from_usec(p->completed_at, &t) < 0)
-                return problem(error, -EINVAL, "completed_at: not a time between 1970 and 9999");
+                return first_problem(error, -EINVAL, "completed_at: not a time between 1970 and 9999");
         r = writer_fields_check(p->instance_id, p->boot_id, p->hostname, error);
         if (r < 0)
                 return r;
@@ -2039,19 +1540,19 @@ const JobCompletionTask *job_completion_find_task(const JobCompletion *c, const 
 static int job_completion_add_task_internal(JobCompletion *c, const char *task, const char *last_snapshot,
                                             char **error) {
         _cleanup_free_ char *t = NULL, *s = NULL;
-        char label[LABEL_MAX], q[CONFIG_QUOTE_MAX];
+        char label[JSON_LABEL_MAX], q[CONFIG_QUOTE_MAX];
         JobCompletionTask *a;
         size_t i;
 
-        label_key(label, "tasks", task ?: "");
+        json_label_key(label, "tasks", task ?: "");
         if (!config_task_name_is_valid(task))
-                return problem(error, -EINVAL, "%s: invalid task name", label);
+                return first_problem(error, -EINVAL, "%s: invalid task name", label);
         if (job_completion_find_task(c, task))
-                return problem(error, -EINVAL, "%s: duplicate task", label);
+                return first_problem(error, -EINVAL, "%s: duplicate task", label);
         if (c->n_tasks >= CONFIG_TASKS_MAX)
-                return problem(error, -EINVAL, "tasks: more than %u tasks", CONFIG_TASKS_MAX);
+                return first_problem(error, -EINVAL, "tasks: more than %u tasks", CONFIG_TASKS_MAX);
         if (last_snapshot && !snapshot_id_is_valid(last_snapshot))
-                return problem(error, -EINVAL, "%s: invalid snapshot id %s", label,
+                return first_problem(error, -EINVAL, "%s: invalid snapshot id %s", label,
                                config_quote(last_snapshot, q));
         t = strdup(task);
         s = last_snapshot ? strdup(last_snapshot) : NULL;
@@ -2081,7 +1582,7 @@ int job_completion_to_json(const JobCompletion *c, char **ret, size_t *ret_len, 
 
         assert(c && ret);
         if (c->n_tasks == 0)
-                return finish(problem(&error, -EINVAL, "tasks: must not be empty"), &error, ret_error);
+                return finish(first_problem(&error, -EINVAL, "tasks: must not be empty"), &error, ret_error);
         f = open_memstream(&buf, &len);
         if (!f)
                 return -ENOMEM;
@@ -2105,17 +1606,17 @@ static int read_completion_tasks(JsonReader *j, JobCompletion *c) {
         bool first = true;
         int r;
 
-        r = read_object_begin(j, "tasks");
+        r = json_object_begin(j, "tasks");
         if (r < 0)
                 return r;
         for (;;) {
                 _cleanup_free_ char *task = NULL, *id = NULL;
-                char label[LABEL_MAX];
+                char label[JSON_LABEL_MAX];
 
                 r = json_object_next(j, &first, &task);
                 if (r <= 0)
                         break;
-                r = read_string_or_null(j, label_key(label, "tasks", task), &id);
+                r = json_read_string_or_null(j, json_label_key(label, "tasks", task), &id);
                 if (r < 0)
                         return r;
                 r = bad_message(job_completion_add_task_internal(c, task, id, j->error));
@@ -2124,7 +1625,7 @@ static int read_completion_tasks(JsonReader *j, JobCompletion *c) {
         }
         if (r < 0)
                 return r;
-        return c->n_tasks == 0 ? schema_error(j, "tasks", "must not be empty") : 0;
+        return c->n_tasks == 0 ? json_schema_error(j, "tasks", "must not be empty") : 0;
 }
 
 enum { CK_FORMAT, CK_VERSION, CK_JOB, CK_COMPLETED_AT, CK_WRITER, CK_TASKS, CK_EXT };
@@ -2150,15 +1651,15 @@ static void completion_doc_done(CompletionDoc *d) {
 static int read_completion_member(JsonReader *j, size_t k, const char *kl, CompletionDoc *d) {
         switch (k) {
         case CK_JOB:
-                return read_string_value(j, kl, &d->job);
+                return json_read_string_value(j, kl, &d->job);
         case CK_COMPLETED_AT:
-                return read_string_value(j, kl, &d->completed_at);
+                return json_read_string_value(j, kl, &d->completed_at);
         case CK_WRITER:
                 return read_writer(j, kl, 1, &d->writer);
         case CK_TASKS:
                 return read_completion_tasks(j, d->tasks);
         case CK_EXT:
-                return read_ext(j, kl, 1);
+                return json_read_ext(j, kl, 1);
         default:
                 return json_skip_value(j, 1);
         }
@@ -2170,7 +1671,7 @@ static int job_completion_parse_internal(const char *data, size_t len, JobComple
         _cleanup_(completion_doc_done) CompletionDoc d = {};
         _cleanup_(job_completion_freep) JobCompletion *c = NULL;
         JsonReader j = { .begin = data, .p = data, .end = data + len, .error = error };
-        char kl[LABEL_MAX], q[CONFIG_QUOTE_MAX];
+        char kl[JSON_LABEL_MAX], q[CONFIG_QUOTE_MAX];
         JobCompletionParams p;
         bool first = true;
         uint32_t seen = 0;
@@ -2183,22 +1684,22 @@ static int job_completion_parse_internal(const char *data, size_t len, JobComple
         d.tasks = calloc(1, sizeof(JobCompletion));
         if (!d.tasks)
                 return -ENOMEM;
-        r = read_object_begin(&j, "marker");
+        r = json_object_begin(&j, "marker");
         for (; r >= 0;) {
-                r = read_member(&j, "", completion_keys, ELEMENTSOF(completion_keys), &first, &seen, &k, kl);
+                r = json_read_member(&j, "", completion_keys, ELEMENTSOF(completion_keys), &first, &seen, &k, kl);
                 if (r <= 0)
                         break;
                 r = read_completion_member(&j, k, kl, &d);
         }
         if (r < 0)
                 return r;
-        r = check_required(&j, "", completion_keys, ELEMENTSOF(completion_keys), EK(CK_EXT) - 1, seen);
+        r = json_check_required(&j, "", completion_keys, ELEMENTSOF(completion_keys), EK(CK_EXT) - 1, seen);
         if (r < 0)
                 return r;
         p = (JobCompletionParams) { .job = d.job, .instance_id = d.writer.instance_id,
                                     .boot_id = d.writer.boot_id, .hostname = d.writer.hostname };
         if (parse_rfc3339_msec(d.completed_at, &p.completed_at) < 0)
-                return problem(error, -EBADMSG, "completed_at: %s is not an RFC 3339 UTC time with milliseconds "
+                return first_problem(error, -EBADMSG, "completed_at: %s is not an RFC 3339 UTC time with milliseconds "
                                "(\"2026-11-23T16:00:00.123Z\")", config_quote(d.completed_at, q));
         r = job_completion_new_internal(&p, &c, error);
         if (r < 0)
