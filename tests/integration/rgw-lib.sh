@@ -60,6 +60,27 @@ rgw data = $d/rgw
 CONF
 }
 
+# _rgw_osd_up DIR ID: starts OSD ID and waits until the monitor counts it up. Ceph (16.2) has a
+# start-up race under load: the OSD sends its first command before its monitor client has the
+# cluster's fsid, the monitor answers "wrong fsid" and the OSD gives up its init. It is started
+# again (its memstore from --mkfs is on disk) up to three times.
+_rgw_osd_up() {
+        local d=$1 id=$2 try i pid
+        for try in 1 2 3; do
+                ceph-osd -c "$d/ceph.conf" -f -i "$id" >/dev/null 2>>"$d/log/osd.stderr" &
+                pid=$!
+                track_pid "$pid"; _rgw_pids+=("$pid")
+                for i in $(seq 1 80); do
+                        timeout 10 ceph -c "$d/ceph.conf" osd stat -f json 2>/dev/null | grep -q '"num_up_osds":1' && return 0
+                        kill -0 "$pid" 2>/dev/null || break
+                        sleep 0.25
+                done
+                echo "OSD start $try: not up" >&2
+                kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+        done
+        return 1
+}
+
 # _rgw_try_start DIR: one attempt at bringing a cluster up in DIR; on failure prints why and
 # returns 1 (the daemons it started are in _rgw_pids).
 _rgw_try_start() {
@@ -81,8 +102,7 @@ _rgw_try_start() {
         ou=$(cat /proc/sys/kernel/random/uuid)
         id=$(timeout 60 ceph "${C[@]}" osd new "$ou" 2>>"$d/log/ceph.stderr") || { echo "ceph osd new failed"; return 1; }
         ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$ou" >/dev/null 2>&1 || { echo "ceph-osd --mkfs failed"; return 1; }
-        ceph-osd "${C[@]}" -f -i "$id" >/dev/null 2>>"$d/log/osd.stderr" &
-        track_pid $!; _rgw_pids+=($!)
+        _rgw_osd_up "$d" "$id" || { echo "the OSD did not come up: $(tail -n 1 "$d/log/osd.$id.log" 2>/dev/null)"; return 1; }
         radosgw "${C[@]}" -f -n client.rgw.a >/dev/null 2>>"$d/log/rgw.stderr" &
         track_pid $!; _rgw_pids+=($!)
         for i in $(seq 1 240); do
@@ -114,7 +134,9 @@ rgw_start() {
                 rm -rf "$T/ceph"
                 _rgw_try_start "$T/ceph" >"$T/rgw-attempt.out" && return 0
                 why=$(tail -n 1 "$T/rgw-attempt.out")
-                diag "RGW attempt $attempt: $why"
+                diag "RGW attempt $attempt: $why" \
+                        "cluster: $(timeout 10 ceph -c "$T/ceph/ceph.conf" -s 2>&1 | tr -s ' \n' ' ' | head -c 600)"
+                cp -r "$T/ceph/log" "$T/rgw-attempt-$attempt-log" 2>/dev/null || true
                 for p in "${_rgw_pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
         done
         bail_out "Ceph RGW did not come up in 3 attempts: $why"
