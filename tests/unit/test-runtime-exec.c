@@ -751,12 +751,14 @@ static bool main_got_usr1(void) {
 
 static void test_checkpoint_signal_main_only_stop_whole_group(void **state) {
         /* The checkpoint signal goes to the main process only (a helper it forked would die of
-         * it); a stop's SIGTERM reaches the whole group, the helper included. */
+         * it); a stop's SIGTERM reaches the whole group, the helper included. "ready" comes once
+         * both shells have their traps (else a signal could meet the default action). */
         static const char * const cmd[] = {
                 "sh", "-c",
                 "( trap 'touch \"$D/helper-usr1\"' USR1; trap 'touch \"$D/helper-term\"; exit 0' TERM; "
-                "  touch \"$D/ready\"; while :; do sleep 0.05; done ) & CH=$!; "
+                "  touch \"$D/helper-ready\"; while :; do sleep 0.05; done ) & CH=$!; "
                 "trap 'echo main-got-usr1' USR1; trap 'wait $CH; exit 0' TERM; "
+                "while [ ! -e \"$D/helper-ready\" ]; do sleep 0.01; done; touch \"$D/ready\"; "
                 "while :; do wait $CH; done",
                 NULL };
         const char *env[] = { "D", fx.dir, NULL };
