@@ -623,14 +623,9 @@ int az_parse_error(const char *xml, size_t len, char **ret_code, char **ret_mess
         int r;
 
         r = az_xml_walk(&x, xml, len);
-        if (x.error != 0 || !xml_walk_is_error(&x)) {
-                xml_walk_done(&x);
-                return r < 0 ? r : -EBADMSG;
-        }
-        *ret_code = TAKE_PTR(x.code);
-        *ret_message = TAKE_PTR(x.message);
+        r = xml_walk_error_document(&x, r, ret_code, ret_message);
         xml_walk_done(&x);
-        return 0;
+        return r;
 }
 
 /* ---- errors ---- */

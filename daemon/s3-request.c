@@ -261,7 +261,7 @@ static int list_on_start(XmlWalk *w, unsigned depth, const char *name) {
 }
 
 static int list_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
-                  bool overflow) {
+                       bool overflow) {
         S3ListPage *p = w->userdata;
         S3Object *o;
 
@@ -342,7 +342,7 @@ static int uploads_on_start(XmlWalk *w, unsigned depth, const char *name) {
 }
 
 static int uploads_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
-                  bool overflow) {
+                          bool overflow) {
         S3UploadsPage *p = w->userdata;
         S3Upload *u;
 
@@ -392,7 +392,7 @@ int s3_parse_uploads(const char *xml, size_t len, S3UploadsPage *ret) {
 /* ---- multipart ---- */
 
 static int initiate_on_end(XmlWalk *w, unsigned depth, const char *name, const char *text, size_t len,
-                  bool overflow) {
+                           bool overflow) {
         char **id = w->userdata;
 
         if (depth == 2 && streq(name, "UploadId")) {
@@ -434,14 +434,9 @@ int s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_mess
         int r;
 
         r = s3_xml_walk(&w, xml, len);
-        if (r == 0 || !streq(xml_walk_root(&w), "Error")) {
-                xml_walk_done(&w);
-                return r < 0 ? r : -EBADMSG;
-        }
-        *ret_code = TAKE_PTR(w.code);
-        *ret_message = TAKE_PTR(w.message);
+        r = xml_walk_error_document(&w, r, ret_code, ret_message);
         xml_walk_done(&w);
-        return 0;
+        return r;
 }
 
 /* ---- errors ---- */

@@ -21,6 +21,14 @@ bool xml_walk_at(const XmlWalk *w, unsigned d, const char *name) {
         return d >= 1 && d <= w->depth && streq(w->path[d], name);
 }
 
+int xml_walk_error_document(XmlWalk *w, int r, char **ret_code, char **ret_message) {
+        if (w->error != 0 || !xml_walk_is_error(w))
+                return r < 0 ? r : -EBADMSG;
+        *ret_code = TAKE_PTR(w->code);
+        *ret_message = TAKE_PTR(w->message);
+        return 0;
+}
+
 int xml_walk_take(char **dst, const char *text, size_t len) {
         char *c = strndup(text, len);
 

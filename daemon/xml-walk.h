@@ -52,5 +52,8 @@ const char *xml_walk_root(const XmlWalk *w);
 bool xml_walk_is_error(const XmlWalk *w);
 /* Is the element at depth d (of those open now) named name? */
 bool xml_walk_at(const XmlWalk *w, unsigned d, const char *name);
+/* After a walk that returned r: an <Error> document that parsed hands out its Code and Message
+ * (0); anything else is r, or -EBADMSG when r is not an error. */
+int xml_walk_error_document(XmlWalk *w, int r, char **ret_code, char **ret_message);
 /* *dst = a copy of text (the old one freed). */
 int xml_walk_take(char **dst, const char *text, size_t len);
