@@ -136,12 +136,14 @@ static void exec_remove_pid_file(ExecChild *c) {
                 log_warning_errno(-errno, "Cannot remove %s, ignoring: %m", c->pid_file);
 }
 
+/* Our unreaped child: a task that already exited is a zombie until the loop reaps it, and is
+ * recorded all the same (a later daemon finds it gone). */
 static void exec_write_pid_file(ExecChild *c) {
-        char buf[64];
+        char buf[64], state;
         uint64_t st;
         int r;
 
-        r = exec_read_starttime(c->pid, &st);
+        r = exec_read_stat(c->pid, &state, &st);
         if (r >= 0) {
                 snprintf(buf, sizeof(buf), "%d %" PRIu64 "\n", (int) c->pid, st);
                 r = write_file_atomic(c->pid_file, buf, strlen(buf), 0644);

@@ -86,6 +86,8 @@ int exec_user_parse(const char *s, ExecUser *ret);
 /* Field 3 (state) and field 22 (starttime, clock ticks since boot) of a /proc/PID/stat line;
  * the command name in parentheses may hold anything, spaces and ')' included. */
 int exec_parse_stat(const char *stat, char *ret_state, uint64_t *ret_starttime);
+/* /proc/PID/stat of any process, a zombie included (-ESRCH when there is none). */
+int exec_read_stat(pid_t pid, char *ret_state, uint64_t *ret_starttime);
 /* The same for a live process: -ESRCH when it does not exist or is a zombie. */
 int exec_read_starttime(pid_t pid, uint64_t *ret);
 

@@ -172,9 +172,9 @@ int exec_parse_stat(const char *stat, char *ret_state, uint64_t *ret_starttime) 
         }
 }
 
-int exec_read_starttime(pid_t pid, uint64_t *ret) {
+int exec_read_stat(pid_t pid, char *ret_state, uint64_t *ret_starttime) {
         _cleanup_free_ char *text = NULL;
-        char path[64], state;
+        char path[64];
         int r;
 
         snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
@@ -183,7 +183,14 @@ int exec_read_starttime(pid_t pid, uint64_t *ret) {
                 return -ESRCH;
         if (r < 0)
                 return r;
-        r = exec_parse_stat(text, &state, ret);
+        return exec_parse_stat(text, ret_state, ret_starttime);
+}
+
+int exec_read_starttime(pid_t pid, uint64_t *ret) {
+        char state;
+        int r;
+
+        r = exec_read_stat(pid, &state, ret);
         if (r < 0)
                 return r;
         if (state == 'Z' || state == 'X')
