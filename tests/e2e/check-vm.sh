@@ -275,6 +275,18 @@ journal_from_disk() {
         SYSTEMD_COLORS=0 journalctl -D "$W/jx$n/journal" -o short-monotonic --no-pager >"$d/journal.txt" 2>/dev/null || true
 }
 
+# after_exit N: qemu of boot N has exited (by itself or killed at BOOT_TIMEOUT): says so, reads the
+# journal out of the image (the streamed one stops at the shutdown; the one on the disk is complete;
+# the streamed one stands in when the disk has none), and sets KFLAG for run_checks.
+after_exit() {
+        local n=$1 d=$E2E_OUT/boot$1
+        log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
+        journal_from_disk "$n"
+        KFLAG=()
+        [ "$KILLED" = 1 ] && KFLAG=(--killed)
+        [ -s "$d/journal.json" ] || cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+}
+
 run_checks() {
         local n=$1 d=$E2E_OUT/boot$1 seed=imds
         shift
@@ -352,26 +364,17 @@ for n in $BOOTS; do
                         [ $ok = 1 ] || log "boot $n: not driven to the end, waiting for qemu anyway"
                         wait_exit "$n"
                 fi
-                log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
-                journal_from_disk "$n"
-                kflag=()
-                [ "$KILLED" = 1 ] && kflag=(--killed)
-                [ -s "$d/journal.json" ] || cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+                after_exit "$n"
                 run_checks "$n" --journal "$d/journal.json" --status "$d/guest/status.jsonl" \
                         --serial "$d/serial.log" --store "$(store_of "$n")" --restart "$d/guest/restart-done.json" \
-                        --steps "$STEPS" "${kflag[@]}"
+                        --steps "$STEPS" "${KFLAG[@]}"
                 [ $ok = 1 ] || RESULT[$n]=FAIL
                 ;;
         *)
                 wait_exit "$n"
-                log "boot $n: qemu exited after $(since "$BOOT_T0")s$([ "$KILLED" = 1 ] && echo ' (killed at the timeout)')"
-                journal_from_disk "$n"
-                kflag=()
-                [ "$KILLED" = 1 ] && kflag=(--killed)
-                # the streamed journal stops at the shutdown; the one on the disk is complete
-                [ -s "$d/journal.json" ] || cp "$d/guest/journal-stream.json" "$d/journal.json" 2>/dev/null || true
+                after_exit "$n"
                 run_checks "$n" --journal "$d/journal.json" --status "$d/guest/status.jsonl" \
-                        --serial "$d/serial.log" --store "$STORE" ${SAVED_STEP:+--saved-step "$SAVED_STEP"} "${kflag[@]}"
+                        --serial "$d/serial.log" --store "$STORE" ${SAVED_STEP:+--saved-step "$SAVED_STEP"} "${KFLAG[@]}"
                 ;;
         esac
         cp "$d/guest/status.jsonl" "$d/status.jsonl" 2>/dev/null || true
