@@ -14,7 +14,8 @@ got the user data (imds: its Ec2 datasource from the fake cloud, whose request l
 is LOG; nocloud: the seed disk).
 
 Prints one "PASS: ..." / "FAIL: ..." line per check and, for boot 1, "SAVED_STEP=N" (the step
-of the checkpoint committed on the notice). Exit status 1 when any check failed.
+of the newest committed snapshot, which boot 2 must resume from). Exit status 1 when any check
+failed.
 """
 import argparse
 import json
@@ -62,10 +63,20 @@ def events(recs, name=None):
             and (name is None or r["TRAINSUPD_EVENT"] == name)]
 
 
-def task_lines(recs):
-    return [r.get("MESSAGE", "") for r in recs
+def task_records(recs):
+    return [r for r in recs
             if r.get("_SYSTEMD_UNIT") == TASK_UNIT or r.get("TRAINSUPD_TASK") == TASK
             or r.get("SYSLOG_IDENTIFIER") == "demo-train"]
+
+
+def task_lines(recs):
+    return [r.get("MESSAGE", "") for r in task_records(recs)]
+
+
+def task_checkpoints(recs):
+    """(timestamp, step) of each "checkpoint at step N" line of the task."""
+    return [(ts(r), int(m.group(1))) for r in task_records(recs)
+            for m in [re.match(r"checkpoint at step (\d+)", r.get("MESSAGE", ""))] if m]
 
 
 def ts(r):
@@ -144,17 +155,11 @@ def main():
             t0 = ts(notice[0])
             after = [r for r in ev if ts(r) >= t0]
             seq = [r["TRAINSUPD_EVENT"] for r in after]
-            want = ["notice", "checkpoint-requested", "checkpoint-settled", "snapshot-committed", "task-exited"]
-            pos, ok = 0, True
-            for w in want:
-                try:
-                    pos = seq.index(w, pos) + 1
-                except ValueError:
-                    ok = False
-                    break
             check("notice -> checkpoint-requested -> checkpoint-settled -> snapshot-committed -> task-exited",
-                  ok, " ".join(seq[:12]))
+                  in_order(seq, ["notice", "checkpoint-requested", "checkpoint-settled", "snapshot-committed",
+                                 "task-exited"]), " ".join(seq[:12]))
             commits = [r for r in after if r["TRAINSUPD_EVENT"] == "snapshot-committed"]
+            check_last_chance(a, recs, notice[0], commits, pre)
             dl = notice[0].get("TRAINSUPD_DEADLINE_USEC", "")
             if commits and dl.isdigit():
                 margin = (int(dl) - ts(commits[0])) / 1e6
@@ -164,10 +169,12 @@ def main():
                 check("snapshot committed before the deadline", False, "no commit or no DEADLINE_USEC")
         phases = [s["status"]["phase"] for s in st if isinstance(s.get("status"), dict)]
         check("status --json reached phase drained", "drained" in phases, "->".join(dedup(phases)))
-        saved = [int(m.group(1)) for l in tl for m in [re.match(r"checkpoint at step (\d+)", l)] if m]
-        check("the task checkpointed", bool(saved), "steps %s" % saved)
-        if saved:
-            print("SAVED_STEP=%d" % saved[-1])
+        # boot 2 restores the newest committed snapshot: what it must resume from
+        newest = snapshot_step(a.store, pre[-1].get("TRAINSUPD_SNAPSHOT", "")) if pre and a.store else None
+        check("the newest committed snapshot is readable in the store", newest is not None,
+              pre and "%s: step %s" % (pre[-1].get("TRAINSUPD_SNAPSHOT"), newest))
+        if newest is not None:
+            print("SAVED_STEP=%d" % newest)
         check("the guest was killed hard (no power-down on the serial console)",
               a.killed and "reboot: Power down" not in serial)
     elif a.boot == 2:
@@ -269,6 +276,25 @@ def snapshot_step(store, snap_id):
         return None
 
 
+def check_last_chance(a, recs, notice, commits, pre):
+    """The notice's snapshot holds the checkpoint the task made for it (or a newer one).
+
+    The task keeps training until it is stopped, so it may save again (its own periodic
+    checkpoint) after the daemon's snapshot is committed: the snapshot must hold a checkpoint the
+    task printed, no older than the first one it printed after the notice (the one it was
+    asked for), and newer than the first background snapshot. Returns that step."""
+    saved = task_checkpoints(recs)
+    asked = [step for t, step in saved if t >= ts(notice)]
+    got = snapshot_step(a.store, commits[0].get("TRAINSUPD_SNAPSHOT", "")) if commits and a.store else None
+    bg = snapshot_step(a.store, pre[0].get("TRAINSUPD_SNAPSHOT", "")) if pre and a.store else None
+    check("the committed snapshot holds the checkpoint the task made after the notice",
+          got is not None and asked and got in [step for _, step in saved] and got >= asked[0]
+          and bg is not None and got > bg,
+          "snapshot %s: step %s (first background one: %s); the task printed checkpoints at %s, %s after the notice"
+          % (commits and commits[0].get("TRAINSUPD_SNAPSHOT"), got, bg, [step for _, step in saved], asked))
+    return got
+
+
 def check_power_button(a, recs, ev, names, tl):
     """Boot 4: system_powerdown (ACPI power button) -> logind poweroff -> PrepareForShutdown."""
     check("the task started fresh, once", names.count("task-started") == 1
@@ -307,13 +333,7 @@ def check_power_button(a, recs, ev, names, tl):
     check("the task's unit was stopped only after the commit (the inhibitor held the shutdown)",
           commits and all(ts(r) >= ts(commits[0]) for r in stopping),
           "%d 'Stopping' records" % len(stopping))
-    saved = [int(m.group(1)) for l in tl for m in [re.match(r"checkpoint at step (\d+)", l)] if m]
-    got = snapshot_step(a.store, commits[0].get("TRAINSUPD_SNAPSHOT", "")) if commits and a.store else None
-    bg = snapshot_step(a.store, pre[0].get("TRAINSUPD_SNAPSHOT", "")) if pre and a.store else None
-    check("the committed snapshot in the store holds the step of the task's last checkpoint",
-          saved and got is not None and got == saved[-1] and bg is not None and got > bg,
-          "snapshot %s: step %s (first background one: %s); the task printed checkpoints at %s"
-          % (commits and commits[0].get("TRAINSUPD_SNAPSHOT"), got, bg, saved))
+    check_last_chance(a, recs, notice[0], commits, pre)
     check("the task did not complete", "done" not in tl and "completed" not in names)
 
 
