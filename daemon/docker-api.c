@@ -521,60 +521,6 @@ int docker_parse_wait(const char *body, size_t len, int *ret_code,
         return 0;
 }
 
-/* ---------------------------------------------------------------- log stream */
-
-static int docker_demux_header(DockerDemux *d) {
-        const uint8_t *h = d->header;
-        uint32_t size = (uint32_t) h[4] << 24 | (uint32_t) h[5] << 16 | (uint32_t) h[6] << 8 |
-                        (uint32_t) h[7];
-
-        if (h[0] > 3 || h[1] || h[2] || h[3])
-                return -EBADMSG;
-        if (size > (d->max_frame ?: DOCKER_FRAME_MAX))
-                return -EBADMSG;
-        d->stream = h[0] == 2 || h[0] == 3 ? DOCKER_STREAM_STDERR : DOCKER_STREAM_STDOUT;
-        d->remaining = size;
-        d->header_len = 0;
-        d->frames++;
-        return 0;
-}
-
-int docker_demux_feed(DockerDemux *d, const char *data, size_t len, DockerDemuxFunc fn, void *userdata) {
-        int r;
-
-        if (d->error < 0)
-                return d->error;
-        while (len > 0) {
-                if (d->remaining > 0) {
-                        size_t n = MIN(len, (size_t) d->remaining);
-
-                        d->remaining -= (uint32_t) n;
-                        r = fn ? fn(d->stream, data, n, userdata) : 0;
-                        if (r < 0)
-                                return r;
-                        data += n;
-                        len -= n;
-                        continue;
-                }
-                size_t n = MIN(len, sizeof(d->header) - d->header_len);
-
-                memcpy(d->header + d->header_len, data, n);
-                d->header_len += n;
-                data += n;
-                len -= n;
-                if (d->header_len < sizeof(d->header))
-                        break;
-                r = docker_demux_header(d);
-                if (r < 0)
-                        return (d->error = r);
-        }
-        return 0;
-}
-
-bool docker_demux_at_boundary(const DockerDemux *d) {
-        return d->error == 0 && d->header_len == 0 && d->remaining == 0;
-}
-
 /* ---------------------------------------------------------------- pull progress */
 
 void docker_pull_done(DockerPull *p) {

@@ -21,7 +21,6 @@
 #define DOCKER_ID_MAX 128U          /* container ids: 64 hex digits in practice */
 #define DOCKER_MESSAGE_MAX 512U     /* engine error messages we keep (bytes, NUL excluded) */
 #define DOCKER_LIST_MAX 64U         /* containers considered from one list answer */
-#define DOCKER_FRAME_MAX (1024U * 1024U) /* a log frame larger than this is a protocol error */
 #define DOCKER_PULL_LINE_MAX (64U * 1024U) /* a pull progress line longer than this: protocol error */
 #define DOCKER_PULL_LAYERS_MAX 128U /* layers whose byte counts are summed for progress */
 
@@ -127,36 +126,6 @@ bool docker_error_is_command_not_found(const char *message);
  * missing command is not a start error: the init says so on stderr and exits (1 or 127). True when
  * a piece of stderr output is that complaint. */
 bool docker_output_is_init_exec_failure(const char *data, size_t len);
-
-/* ---- the multiplexed log stream of GET /containers/{id}/logs (Tty false): frames of an 8-byte
- * header (stream: 0 stdin, 1 stdout, 2 stderr, 3 engine error; 3 zero bytes; big-endian uint32
- * payload size) and the payload. Chunks may split headers and payloads anywhere. */
-
-typedef enum DockerStream {
-        DOCKER_STREAM_STDOUT = 1,
-        DOCKER_STREAM_STDERR = 2,
-} DockerStream;
-
-typedef struct DockerDemux {
-        uint8_t header[8];
-        size_t header_len;
-        DockerStream stream;    /* of the frame being read */
-        uint32_t remaining;     /* payload bytes of that frame still to come */
-        size_t max_frame;       /* 0: DOCKER_FRAME_MAX */
-        int error;              /* sticky: once the stream is bad, it stays bad */
-        uint64_t frames;
-} DockerDemux;
-
-/* Called with payload pieces as they arrive (a frame may come in several calls). Stdin (0) is
- * passed as stdout, engine errors (3) as stderr. Returns 0 or a negative errno that stops the
- * feed (and is returned by docker_demux_feed()). */
-typedef int (*DockerDemuxFunc)(DockerStream stream, const char *data, size_t len, void *userdata);
-
-/* -EBADMSG on a bad header (unknown stream byte, non-zero padding) or a frame larger than the max,
- * and on every call after that. */
-int docker_demux_feed(DockerDemux *d, const char *data, size_t len, DockerDemuxFunc fn, void *userdata);
-/* Whether the stream ended between frames (false: a frame was cut short). */
-bool docker_demux_at_boundary(const DockerDemux *d);
 
 /* ---- the progress stream of POST /images/create: newline-delimited JSON objects
  * {"status","id","progressDetail":{"current","total"},"progress"} and, for a failure inside a

@@ -13,8 +13,11 @@
 /* The "docker" runtime, part two: watching a running container (runtime-docker.c finds and
  * launches it). The logs request follows its output, demultiplexed into one TaskOutput per stream;
  * the wait request tells when it stops, and an inspect after that gives the exit code. When the
- * engine goes away meanwhile, the watch retries until it answers again. kill() and stop() act on
- * the container watched. */
+ * engine goes away meanwhile, the watch retries until it answers again. The entries come with
+ * their time stamps, so that a new logs request delivers only what the earlier ones did not: after
+ * the exit the output is read once more without following (an engine's follow can end before the
+ * last lines of a container that exits at once: Podman's does), and a follow cut short is taken up
+ * again where it was. kill() and stop() act on the container watched. */
 
 #define DOCKER_STOP_MARGIN_USEC (30 * USEC_PER_SEC)
 #define DOCKER_RETRY_MAX_USEC (5 * USEC_PER_SEC) /* a local socket: cheap to ask again */
@@ -52,14 +55,16 @@ static void docker_wait_on_done(HttpRequest *req, int error, void *userdata);
 static void docker_watch_inspect(DockerRuntime *d);
 static void docker_watch_retry(DockerRuntime *d, usec_t delay);
 
-static int docker_logs_issue(DockerRuntime *d) {
+/* follow: until the container stops; else what there is now (the read after the exit). */
+static int docker_logs_issue(DockerRuntime *d, bool follow) {
         _cleanup_(http_request_freep) HttpRequest *req = NULL;
         _cleanup_free_ char *path = NULL;
-        char tail[96];
+        char tail[112];
         int r;
 
         assert(!d->logs);
-        snprintf(tail, sizeof(tail), "/logs?follow=1&stdout=1&stderr=1&since=%" PRIu64, d->since);
+        snprintf(tail, sizeof(tail), "/logs?follow=%d&stdout=1&stderr=1&timestamps=1&since=%" PRIu64, follow,
+                 docker_log_reader_since(&d->logr, d->since, docker_now_sec()));
         r = docker_container_path(d->id, tail, &path);
         if (r >= 0)
                 r = docker_request(d, "GET", path, &req);
@@ -68,11 +73,12 @@ static int docker_logs_issue(DockerRuntime *d) {
         if (r < 0)
                 return r;
         http_request_set_stream(req, docker_logs_on_data, d);
-        d->demux = (DockerDemux) {};
+        docker_log_reader_begin(&d->logr);
         r = http_request_start(req, docker_logs_on_done, d);
         if (r < 0)
                 return r;
         d->logs = TAKE_PTR(req);
+        d->logs_final = !follow;
         return 0;
 }
 
@@ -108,7 +114,7 @@ static int docker_watch_resume(DockerRuntime *d) {
                         return r;
         }
         if (!d->logs && d->out[0] && d->out[1]) {
-                r = docker_logs_issue(d);
+                r = docker_logs_issue(d, /* follow= */ true);
                 if (r < 0)
                         log_warning_errno(r, "Task %s: cannot follow the container's output: %m",
                                           d->t->name);
@@ -126,6 +132,8 @@ int docker_watch(DockerRuntime *d, const char *id, uint64_t since) {
         free(d->id);
         d->id = copy;
         d->since = since;
+        d->logr = (DockerLogReader) {};
+        d->logs_final = false;
         d->watching = true;
         d->exit = (TaskExit) {};
         d->wait_failures = d->logs_failures = 0;
@@ -173,20 +181,40 @@ static int docker_logs_on_data(HttpRequest *req, const char *data, size_t len, v
 
         if (!d->out[0] || !d->out[1])
                 return -ECANCELED;
-        return docker_demux_feed(&d->demux, data, len, docker_demux_on_frame, d);
+        return docker_log_reader_feed(&d->logr, data, len, docker_demux_on_frame, d);
 }
 
 static void docker_exit_finish(DockerRuntime *d);
 
+/* After the exit: what the follow did not deliver. False when there is nothing to ask for. */
+static bool docker_logs_final(DockerRuntime *d) {
+        int r;
+
+        if (!d->out[0] || !d->out[1] || !docker_log_reader_positioned(&d->logr))
+                return false;
+        r = docker_logs_issue(d, /* follow= */ false);
+        if (r < 0) {
+                log_debug_errno(r, "Task %s: cannot read the container's output once more: %m", d->t->name);
+                return false;
+        }
+        return true;
+}
+
 static void docker_logs_on_done(HttpRequest *req, int error, void *userdata) {
         DockerRuntime *d = userdata;
+        bool final = d->logs_final;
 
         for (size_t i = 0; i < ELEMENTSOF(d->out); i++)
                 if (d->out[i])
                         task_output_flush(d->out[i]);
-        if (error == -EBADMSG && !d->logs_bad_logged) {
+        if (d->logr.skipped > 0)
+                log_debug("Task %s: %" PRIu64 " log entries passed over (delivered before)", d->t->name,
+                          d->logr.skipped);
+        if (final && error < 0)
+                log_debug("Task %s: reading the output after the exit failed: %s", d->t->name, strerror(-error));
+        else if (error == -EBADMSG && !d->logs_bad_logged) {
                 docker_log_error(d, "Task %s: the container engine sent a malformed log stream; "
-                                 "output is followed again from now on", d->t->name);
+                                 "output is followed again", d->t->name);
                 d->logs_bad_logged = true;
         } else if (error < 0 && http_request_status(req) > 0 && !d->logs_bad_logged) {
                 /* E.g. a logging driver that cannot be read back. */
@@ -195,14 +223,17 @@ static void docker_logs_on_done(HttpRequest *req, int error, void *userdata) {
         } else if (error < 0)
                 log_debug("Task %s: log stream ended: %s", d->t->name, strerror(-error));
         d->logs = http_request_free(d->logs);
-        d->since = docker_now_sec();
+        d->logs_final = false;
         if (d->exiting) {
-                docker_exit_finish(d);
+                if (!final && docker_logs_final(d)) {
+                        d->timer = sd_event_source_disable_unref(d->timer);
+                        docker_watch_retry(d, DOCKER_LOG_DRAIN_USEC); /* a bound for that read */
+                } else
+                        docker_exit_finish(d);
                 return;
         }
         /* The stream ends when the container stops; the wait tells. If it does not come, the inspect
-         * decides: a stream that ended cleanly is not followed again (since= has a resolution of a
-         * second: the lines of the last one would come twice) unless the container still runs. */
+         * decides: a stream that ended cleanly is followed again only while the container runs. */
         if (error >= 0)
                 d->need_inspect = true;
         d->logs_failures++;
@@ -215,7 +246,15 @@ static int docker_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         d->timer = sd_event_source_disable_unref(d->timer);
         if (d->exiting) {
-                docker_exit_finish(d); /* the output did not drain in time */
+                /* The output did not drain in time: read it once more, or give up on it. */
+                bool final = d->logs_final;
+
+                d->logs = http_request_free(d->logs);
+                d->logs_final = false;
+                if (!final && docker_logs_final(d))
+                        docker_watch_retry(d, DOCKER_LOG_DRAIN_USEC);
+                else
+                        docker_exit_finish(d);
                 return 0;
         }
         if (!d->watching || d->inspect)
@@ -274,11 +313,12 @@ void docker_report_exit(DockerRuntime *d, const TaskExit *e) {
         d->exiting = true;
         d->wait = http_request_free(d->wait);
         d->timer = sd_event_source_disable_unref(d->timer);
-        if (!d->logs) {
+        /* Let the output that trails the exit arrive first (the stream ends with the container),
+         * then read what the follow missed. */
+        if (!d->logs && !docker_logs_final(d)) {
                 docker_exit_finish(d);
                 return;
         }
-        /* Let the output that trails the exit arrive first (the stream ends with the container). */
         docker_watch_retry(d, DOCKER_LOG_DRAIN_USEC);
 }
 

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "docker-api.h"
+#include "docker-logs.h"
 #include "http.h"
 #include "log.h"
 #include "runtime.h"
@@ -60,8 +61,9 @@ struct DockerRuntime {
         bool watching;
         bool exiting;           /* the exit is known, waiting for the output to drain */
         TaskExit exit;
-        uint64_t since;         /* unix seconds for the logs request */
+        uint64_t since;         /* unix seconds: the output is asked for from here on */
         HttpRequest *logs;
+        bool logs_final;        /* the logs request is the read after the exit (no follow) */
         HttpRequest *wait;
         HttpRequest *inspect;
         usec_t wait_started;    /* CLOCK_BOOTTIME */
@@ -70,7 +72,7 @@ struct DockerRuntime {
         bool engine_lost;       /* a record said so; the next success says it is back */
         bool need_inspect;      /* the timer inspects (else it resumes the wait and the logs) */
         sd_event_source *timer; /* watch retries and the output drain */
-        DockerDemux demux;
+        DockerLogReader logr;   /* the output delivered so far: a new request delivers only the rest */
         TaskOutput *out[2];
         char stderr_head[DOCKER_INIT_CHECK_BYTES]; /* the beginning of stderr, for the init's complaint */
         size_t stderr_head_len;

@@ -19,8 +19,14 @@ once, so the engine acts on it: "the daemon never heard that its create worked")
 --stall-when request holds the request instead. --stall-count K stalls only the first K matching
 requests (0: all). A stalled request is logged with "stalled": true.
 
+Fault: --empty-path REGEX [--empty-count K] answers a matching request itself, never passing it
+on, with an empty log stream (200, Content-Length 0, then the connection closes): what an engine's
+logs?follow=1 gives when its follow ends before the lines of a container that has just exited.
+Logged with "emptied": true.
+
 Usage: docker-record-proxy.py --listen PATH --upstream PATH --log FILE [--ready-file FILE]
                               [--stall-path RE --stall-s N [--stall-when answer|request] [--stall-count K]]
+                              [--empty-path RE [--empty-count K]]
 The ready file is written once the socket listens. Exits on SIGTERM or SIGINT.
 """
 
@@ -37,6 +43,9 @@ import time
 log_lock = threading.Lock()
 stall_lock = threading.Lock()
 stall_left = None  # None: unlimited
+empty_left = None
+EMPTY_ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
 conn_counter = 0
 
 
@@ -59,6 +68,20 @@ def take_stall(args, path):
         if stall_left <= 0:
             return False
         stall_left -= 1
+        return True
+
+
+def take_empty(args, path):
+    """True when this request is to be answered with an empty stream (and counts it)."""
+    global empty_left
+    if not args.empty_path or not re.search(args.empty_path, path):
+        return False
+    with stall_lock:
+        if empty_left is None:
+            return True
+        if empty_left <= 0:
+            return False
+        empty_left -= 1
         return True
 
 
@@ -189,11 +212,16 @@ def relay_connection(args, client, conn_id):
     # parsed (before its bytes go upstream) and spent before the first byte of the answer.
     stall_armed = threading.Event()
     seq = [0]
+    emptied = [False]
 
     def on_head(req):
         seq[0] += 1
         req["conn"] = conn_id
         req["seq"] = seq[0]
+        if take_empty(args, req["path"]):
+            req["emptied"] = True
+            emptied[0] = True
+            return
         if take_stall(args, req["path"]):
             req["stalled"] = True
             if args.stall_when == "request":
@@ -213,13 +241,21 @@ def relay_connection(args, client, conn_id):
                 if not data:
                     break
                 parser.feed(data)  # before forwarding: a stall must be armed before the answer
+                if emptied[0]:
+                    client.sendall(EMPTY_ANSWER)
+                    break
                 upstream.sendall(data)
         except OSError:
             pass
         try:
-            upstream.shutdown(socket.SHUT_WR)
+            upstream.shutdown(socket.SHUT_RDWR if emptied[0] else socket.SHUT_WR)
         except OSError:
             pass
+        if emptied[0]:
+            try:
+                client.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def upstream_to_client():
         try:
@@ -256,7 +292,7 @@ def relay_connection(args, client, conn_id):
 
 
 def main():
-    global stall_left, conn_counter
+    global stall_left, empty_left, conn_counter
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--listen", required=True)
     ap.add_argument("--upstream", required=True)
@@ -266,9 +302,13 @@ def main():
     ap.add_argument("--stall-s", type=float, default=0.0)
     ap.add_argument("--stall-when", choices=("answer", "request"), default="answer")
     ap.add_argument("--stall-count", type=int, default=0)
+    ap.add_argument("--empty-path")
+    ap.add_argument("--empty-count", type=int, default=0)
     args = ap.parse_args()
     if args.stall_count > 0:
         stall_left = args.stall_count
+    if args.empty_count > 0:
+        empty_left = args.empty_count
 
     try:
         os.unlink(args.listen)

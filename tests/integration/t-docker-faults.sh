@@ -8,13 +8,15 @@
 # image; the container is removed behind the daemon's back (a restart, then failed); the daemon
 # is killed between create and its answer, and between start and its answer
 # (docker-record-proxy.py stalls the answer): the next daemon ends up with exactly one running
-# container; the API service restarts under a running task. In every case: an EVENT=error or
+# container; the API service restarts under a running task; the log stream ends before the wait
+# answers, comes back empty for a container that exits at once, or is cut short while the container
+# runs (the proxy answers the follow itself): every line once. In every case: an EVENT=error or
 # task-exited that says what happened, a documented task state in status, no crash.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$TESTS_DIR/task-lib.sh"
 . "$TESTS_DIR/podman-lib.sh"
 
-plan 60
+plan 69
 
 CK=$T/ck
 mkdir -p "$CK"
@@ -244,8 +246,8 @@ is "$EXIT_CODE" 0 "SIGTERM: exit 0"
 
 # ================================================================ the log stream ends long before the wait answers
 # The container's output stream ends with the container; the wait's answer is held back 20 s. The
-# exit must come from the inspect, and the stream must not be followed again (since= counts whole
-# seconds: the lines of the last second would be delivered twice).
+# exit must come from the inspect, the stream is not followed again, and the read after the exit
+# (from a second before the last entry: since= counts whole seconds) delivers nothing twice.
 JOB="f-latewait"
 proxy_start --stall-path '/containers/[^/]+/wait' --stall-s 20 --stall-count 1
 SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/latewait.json" $JOB "$(docker_task main "$QUITTABLE" "$NO_RESTART")"
@@ -258,7 +260,48 @@ else
         not_ok "the wait's answer held back: the exit is seen anyway"; diag "$(log_tail)"
 fi
 is "$(n_out main '^bye$')" 1 "... the container's last line is delivered once"
-is "$(proxy_requests 'sum(1 for x in r if "/logs" in x["path"])')" 1 "... its output was followed once (no second logs request)"
+is "$(proxy_requests 'sum(1 for x in r if "/logs?follow=1" in x["path"])')" 1 "... its output was followed once"
+is "$(proxy_requests 'sum(1 for x in r if "/logs?follow=0" in x["path"] and "timestamps=1" in x["path"])')" 1 \
+        "... and read once more after the exit (follow=0, with time stamps)"
+term_daemon
+proxy_stop
+
+# ================================================================ the follow misses the output of a container that exits at once
+# An engine's follow can end before the lines of a container that has just exited (Podman's does,
+# now and then): the proxy answers every logs?follow=1 with an empty stream. The read after the
+# exit must deliver the output, stdout and stderr, once.
+JOB="f-emptyfollow"
+proxy_start --empty-path '/logs\?follow=1'
+SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/emptyfollow.json" $JOB \
+        "$(docker_task main 'echo attempt; echo "a traceback" >&2; exit 3' "$NO_RESTART")"
+start_daemon_ready "$T/emptyfollow.json"
+if wait_ev task-exited main 1 15; then
+        like "$(nth_ev task-exited main 1)" " EXIT_CODE=3 " "follow answered empty: the exit is seen (EXIT_CODE=3)"
+else
+        not_ok "follow answered empty: the exit is seen"; diag "$(log_tail)"
+fi
+is "$(n_out main '^attempt$')" 1 "... its stdout line is delivered, once (read after the exit)"
+is "$(n_out main '^a traceback$')" 1 "... and its stderr line"
+is "$(proxy_requests 'sum(1 for x in r if x.get("emptied"))')" 1 "... the follow was answered empty (by the proxy)"
+term_daemon
+proxy_stop
+
+# ================================================================ a follow cut short while the container runs
+# The first follow comes back empty while the container runs: the daemon follows again from where
+# it was, and every line comes once.
+JOB="f-refollow"
+proxy_start --empty-path '/logs\?follow=1' --empty-count 1
+SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/refollow.json" $JOB "$(docker_task main "echo early
+sleep 2
+$QUITTABLE" "$NO_RESTART")"
+start_daemon_ready "$T/refollow.json"
+if wait_out main '^ready$' 20; then ok "follow cut short: the daemon follows the running container again"; else
+        not_ok "follow cut short: the daemon follows the running container again"; diag "$(log_tail)"; fi
+touch "$CK/$JOB-main/quit"
+wait_ev task-exited main 1 15
+like "$(nth_ev task-exited main 1)" " EXIT_CODE=0 .*DECISION=completed " "... it completes"
+is "$(out_lines main | tr '\n' ' ')" "early ready bye " "... every line once, in order"
+is "$(proxy_requests 'sum(1 for x in r if "/logs?follow=1" in x["path"])')" 2 "... two follows (the first one empty)"
 term_daemon
 proxy_stop
 
