@@ -41,9 +41,7 @@ import threading
 import time
 
 log_lock = threading.Lock()
-stall_lock = threading.Lock()
-stall_left = None  # None: unlimited
-empty_left = None
+stall = empty = None  # Fault, set by main()
 EMPTY_ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
 conn_counter = 0
@@ -57,32 +55,26 @@ def log_request(args, rec):
             f.flush()
 
 
-def take_stall(args, path):
-    """True when this request is to be stalled (and counts it)."""
-    global stall_left
-    if not args.stall_path or not re.search(args.stall_path, path):
-        return False
-    with stall_lock:
-        if stall_left is None:
-            return True
-        if stall_left <= 0:
-            return False
-        stall_left -= 1
-        return True
+class Fault:
+    """Which requests a fault hits: those whose path (with its query) matches pattern, all of
+    them (count 0) or only the first count."""
 
+    def __init__(self, pattern, count):
+        self.pattern = pattern
+        self.left = count if count > 0 else None  # None: unlimited
+        self.lock = threading.Lock()
 
-def take_empty(args, path):
-    """True when this request is to be answered with an empty stream (and counts it)."""
-    global empty_left
-    if not args.empty_path or not re.search(args.empty_path, path):
-        return False
-    with stall_lock:
-        if empty_left is None:
-            return True
-        if empty_left <= 0:
+    def take(self, path):
+        """True when this request is hit (and counts it)."""
+        if not self.pattern or not re.search(self.pattern, path):
             return False
-        empty_left -= 1
-        return True
+        with self.lock:
+            if self.left is None:
+                return True
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
 
 
 class RequestParser:
@@ -218,11 +210,11 @@ def relay_connection(args, client, conn_id):
         seq[0] += 1
         req["conn"] = conn_id
         req["seq"] = seq[0]
-        if take_empty(args, req["path"]):
+        if empty.take(req["path"]):
             req["emptied"] = True
             emptied[0] = True
             return
-        if take_stall(args, req["path"]):
+        if stall.take(req["path"]):
             req["stalled"] = True
             if args.stall_when == "request":
                 time.sleep(args.stall_s)
@@ -292,7 +284,7 @@ def relay_connection(args, client, conn_id):
 
 
 def main():
-    global stall_left, empty_left, conn_counter
+    global stall, empty, conn_counter
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--listen", required=True)
     ap.add_argument("--upstream", required=True)
@@ -305,10 +297,8 @@ def main():
     ap.add_argument("--empty-path")
     ap.add_argument("--empty-count", type=int, default=0)
     args = ap.parse_args()
-    if args.stall_count > 0:
-        stall_left = args.stall_count
-    if args.empty_count > 0:
-        empty_left = args.empty_count
+    stall = Fault(args.stall_path, args.stall_count)
+    empty = Fault(args.empty_path, args.empty_count)
 
     try:
         os.unlink(args.listen)
