@@ -149,12 +149,8 @@ start_daemon_ready "$T/rm.json"
 wait_out main '^ready$' 15
 id1=$(cid main)
 pm rm -f -t 0 "$id1" >/dev/null
-if wait_ev task-exited main 1 10; then
-        like "$(nth_ev task-exited main 1)" " (LOST=1|EXIT_CODE=[0-9]+|EXIT_SIGNAL=[A-Z]+) .*DECISION=restart " \
-                "podman rm -f: task-exited (LOST=1 or the exit) DECISION=restart"
-else
-        not_ok "podman rm -f: task-exited DECISION=restart"; diag "$(log_tail)"
-fi
+exited_like main 10 " (LOST=1|EXIT_CODE=[0-9]+|EXIT_SIGNAL=[A-Z]+) .*DECISION=restart " \
+        "podman rm -f: task-exited (LOST=1 or the exit) DECISION=restart"
 if wait_ev task-started main 2 10 && wait_out main '^ready$' 10 2; then ok "... and a new container runs"; else
         not_ok "... and a new container runs"; diag "$(log_tail)"; fi
 id2=$(cid main)
@@ -234,11 +230,8 @@ is "$(pm_state "$id1")" running "the container survives the API service's restar
 sleep 1
 check "the API service restarts: the daemon stays up" daemon_alive
 touch "$CK/$JOB-main/quit"
-if wait_ev task-exited main 1 15; then
-        like "$(nth_ev task-exited main 1)" " EXIT_CODE=0 .*DECISION=completed " "after the service's restart the daemon still sees the exit (EXIT_CODE=0 completed)"
-else
-        not_ok "after the service's restart the daemon still sees the exit"; diag "$(log_tail)"
-fi
+exited_like main 15 " EXIT_CODE=0 .*DECISION=completed " \
+        "after the service's restart the daemon still sees the exit (EXIT_CODE=0 completed)"
 if job_gone $JOB; then ok "... and removes the container"; else not_ok "... and removes the container"; fi
 is "$(pm_job_count $JOB)" 0 "no second container was started"
 term_daemon
@@ -254,11 +247,8 @@ SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/latewait.json" $JOB "$(docker_task m
 start_daemon_ready "$T/latewait.json"
 wait_out main '^ready$' 15
 touch "$CK/$JOB-main/quit"
-if wait_ev task-exited main 1 12; then
-        like "$(nth_ev task-exited main 1)" " EXIT_CODE=0 .*DECISION=completed " "the wait's answer held back: the exit is seen anyway (EXIT_CODE=0 completed)"
-else
-        not_ok "the wait's answer held back: the exit is seen anyway"; diag "$(log_tail)"
-fi
+exited_like main 12 " EXIT_CODE=0 .*DECISION=completed " \
+        "the wait's answer held back: the exit is seen anyway (EXIT_CODE=0 completed)"
 is "$(n_out main '^bye$')" 1 "... the container's last line is delivered once"
 is "$(proxy_requests 'sum(1 for x in r if "/logs?follow=1" in x["path"])')" 1 "... its output was followed once"
 is "$(proxy_requests 'sum(1 for x in r if "/logs?follow=0" in x["path"] and "timestamps=1" in x["path"])')" 1 \
@@ -275,11 +265,7 @@ proxy_start --empty-path '/logs\?follow=1'
 SOCK_FOR_DAEMON=$PROXY_SOCK task_config "$T/emptyfollow.json" $JOB \
         "$(docker_task main 'echo attempt; echo "a traceback" >&2; exit 3' "$NO_RESTART")"
 start_daemon_ready "$T/emptyfollow.json"
-if wait_ev task-exited main 1 15; then
-        like "$(nth_ev task-exited main 1)" " EXIT_CODE=3 " "follow answered empty: the exit is seen (EXIT_CODE=3)"
-else
-        not_ok "follow answered empty: the exit is seen"; diag "$(log_tail)"
-fi
+exited_like main 15 " EXIT_CODE=3 " "follow answered empty: the exit is seen (EXIT_CODE=3)"
 is "$(n_out main '^attempt$')" 1 "... its stdout line is delivered, once (read after the exit)"
 is "$(n_out main '^a traceback$')" 1 "... and its stderr line"
 is "$(proxy_requests 'sum(1 for x in r if x.get("emptied"))')" 1 "... the follow was answered empty (by the proxy)"

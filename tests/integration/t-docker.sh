@@ -214,11 +214,8 @@ touch "$CK/$JOB-main/quit"
 wait_for 10 eval '[ "$(pm_state '"$id1"')" = exited ]'
 is "$(pm_state "$id1")" exited "the container ended while no daemon ran"
 start_daemon_ready "$T/adopt.json"
-if wait_ev task-exited main 1 10; then
-        like "$(nth_ev task-exited main 1)" " EXIT_CODE=0 .*DECISION=completed " "the next daemon accounts for that exit: EXIT_CODE=0 DECISION=completed"
-else
-        not_ok "the next daemon accounts for that exit: EXIT_CODE=0 DECISION=completed"; diag "$(log_tail)"
-fi
+exited_like main 10 " EXIT_CODE=0 .*DECISION=completed " \
+        "the next daemon accounts for that exit: EXIT_CODE=0 DECISION=completed"
 is "$(n_ev task-started main)" 0 "... without starting it again"
 if job_gone $JOB; then ok "... and removes the container"; else not_ok "... and removes the container"; diag "$(pm ps -a)"; fi
 wait_state main completed 5

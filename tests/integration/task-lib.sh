@@ -52,6 +52,16 @@ nth_ev() { ev_lines "$1" "$2" | grep -E -- "${4:-.}" | sed -n "$3p"; }
 # wait_ev NAME TASK N [SECONDS] [ERE]: until there are at least N EVENT=NAME lines of TASK (matching ERE).
 wait_ev() { wait_for "${4:-15}" eval '[ "$(n_ev "'"$1"'" "'"$2"'" "'"${5:-.}"'")" -ge '"$3"' ]'; }
 
+# exited_like TASK SECONDS ERE DESC: the first task-exited of TASK comes within SECONDS and
+# matches ERE. 1 assertion.
+exited_like() {
+        if wait_ev task-exited "$1" 1 "$2"; then
+                like "$(nth_ev task-exited "$1" 1)" "$3" "$4"
+        else
+                not_ok "$4"; diag "no EVENT=task-exited TASK=$1 in $2 s" "$(log_tail)"
+        fi
+}
+
 # field LINE KEY: the value of KEY= among a console line's fields (before MESSAGE), unquoted.
 field() {
         local l=" ${1%% MESSAGE=*} " re=" $2=(\"([^\"\\\\]|\\\\.)*\"|[^ ]*) "
