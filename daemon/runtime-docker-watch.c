@@ -40,6 +40,7 @@ static int docker_request_long(HttpRequest *req) {
 
 void docker_watch_stop(DockerRuntime *d) {
         d->logs = http_request_free(d->logs);
+        d->logs_final = false;
         d->wait = http_request_free(d->wait);
         d->inspect = http_request_free(d->inspect);
         d->timer = sd_event_source_disable_unref(d->timer);
@@ -133,7 +134,6 @@ int docker_watch(DockerRuntime *d, const char *id, uint64_t since) {
         d->id = copy;
         d->since = since;
         d->logr = (DockerLogReader) {};
-        d->logs_final = false;
         d->watching = true;
         d->exit = (TaskExit) {};
         d->wait_failures = d->logs_failures = 0;
@@ -186,11 +186,12 @@ static int docker_logs_on_data(HttpRequest *req, const char *data, size_t len, v
 
 static void docker_exit_finish(DockerRuntime *d);
 
-/* After the exit: what the follow did not deliver. False when there is nothing to ask for. */
+/* After the exit: what the follow did not deliver. False when there is nothing to ask for (or
+ * the container is gone). */
 static bool docker_logs_final(DockerRuntime *d) {
         int r;
 
-        if (!d->out[0] || !d->out[1] || !docker_log_reader_positioned(&d->logr))
+        if (d->exit.lost || !d->out[0] || !d->out[1] || !docker_log_reader_positioned(&d->logr))
                 return false;
         r = docker_logs_issue(d, /* follow= */ false);
         if (r < 0) {
