@@ -25,7 +25,8 @@
 #   Boot 4: after the first background snapshot the host sends system_powerdown on qemu's QMP
 #           socket (an ACPI power-button press: GCE's preemption); logind powers off, the daemon's
 #           delay inhibitor gives it a last-chance round (notice kind "shutdown"); qemu exits by
-#           itself. The committed snapshot must hold the step of the task's last checkpoint.
+#           itself. The committed snapshot must hold the checkpoint the task made when asked
+#           (or a later one): the task trains on until it is stopped and may save again after.
 #   Boot 5: after the first background snapshot the host drops "restart-request" on the e2e
 #           share; e2e-watch runs `systemctl restart trainsupd.service` in the guest. The task's
 #           transient unit must keep running (same PID and invocation), be adopted by the new
