@@ -205,9 +205,8 @@ static void docker_logs_on_done(HttpRequest *req, int error, void *userdata) {
         DockerRuntime *d = userdata;
         bool final = d->logs_final;
 
-        for (size_t i = 0; i < ELEMENTSOF(d->out); i++)
-                if (d->out[i])
-                        task_output_flush(d->out[i]);
+        /* A partial line is not flushed here: the next answer (a re-follow, the read after the
+         * exit) may finish it; freeing the outputs flushes what is left. */
         if (d->logr.skipped > 0)
                 log_debug("Task %s: %" PRIu64 " log entries passed over (delivered before)", d->t->name,
                           d->logr.skipped);
