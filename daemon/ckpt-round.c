@@ -6,6 +6,9 @@
 #include "log.h"
 
 #define ROUND_FLUSH_ATTEMPTS 3U
+/* A snapshot spoiled by the task's own writing (it trains on and saves again while the round
+ * uploads: -EBUSY, -ESTALE) is tried again as long as the deadline leaves time, up to this. */
+#define ROUND_FLUSH_BUSY_ATTEMPTS 20U
 
 typedef enum RoundTaskState {
         ROUND_TASK_SKIPPED,     /* not part of this round */
@@ -102,7 +105,7 @@ static void round_on_flushed(TaskSync *s, int error, const SnapshotSummary *info
                 t->committed = true;
                 return round_task_finish(r, t);
         }
-        if (t->attempts < ROUND_FLUSH_ATTEMPTS &&
+        if (t->attempts < (error == -EBUSY || error == -ESTALE ? ROUND_FLUSH_BUSY_ATTEMPTS : ROUND_FLUSH_ATTEMPTS) &&
             (r->deadline == USEC_INFINITY || now + task_sync_predict(s) + CKPT_ROUND_MARGIN_USEC < r->deadline)) {
                 log_warning("Snapshot of task %s failed (%s), trying again", tc->name, strna(message));
                 return round_flush(r, t);
